@@ -1,0 +1,57 @@
+"""Settings from ``LIVESALE_*`` environment variables.
+
+Nothing here reads Flask: ``load_settings`` returns a plain mapping that
+``create_app`` merges into ``app.config``. Tests pass their own mapping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+ENV_PREFIX = "LIVESALE_"
+
+#: Settings with their defaults. ``None`` means "derived at startup"
+#: (the database file and the embedded Redis live in the instance folder).
+DEFAULTS: dict[str, Any] = {
+    "ENV": "production",
+    "SECRET_KEY": None,
+    "DATABASE_URL": None,
+    "REDIS_URL": None,
+    # Largest accepted request body; Flask answers 413 above it.
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    "MAX_BATCH": 1000,
+    "PAGE_SIZE_MAX": 500,
+    "LOG_LEVEL": "INFO",
+}
+
+_INT_KEYS = {"MAX_CONTENT_LENGTH", "MAX_BATCH", "PAGE_SIZE_MAX"}
+
+
+class ConfigError(RuntimeError):
+    """Raised when the configuration cannot be used safely."""
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read settings from the environment (``LIVESALE_<NAME>``)."""
+    environ = os.environ if environ is None else environ
+    settings = dict(DEFAULTS)
+    for key in DEFAULTS:
+        raw = environ.get(ENV_PREFIX + key)
+        if raw is None or raw == "":
+            continue
+        settings[key] = int(raw) if key in _INT_KEYS else raw
+    return settings
+
+
+def check_settings(settings: Mapping[str, Any]) -> None:
+    """Refuse settings that are unsafe outside development and testing."""
+    env = settings.get("ENV", "production")
+    if env not in {"production", "development", "testing"}:
+        raise ConfigError(f"LIVESALE_ENV must be production, development or testing, not {env!r}")
+    if env == "production" and not settings.get("SECRET_KEY"):
+        raise ConfigError(
+            "LIVESALE_SECRET_KEY is required in production "
+            "(set LIVESALE_ENV=development to run locally without one)"
+        )

@@ -1,0 +1,1 @@
+"""The domain core of livesale. Nothing in this package imports Flask."""

@@ -1,0 +1,249 @@
+"""Recording and refunding orders: SQL first, then one Redis script call.
+
+The order of operations is the durability contract: the orders are committed
+to SQL (the system of record) before anything else happens, then the
+session's running totals move by one atomic script call for the whole
+request. If the process dies between the two, SQL has the order and the
+totals are rebuilt from SQL (see ``core.totals``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from livesale.models import utcnow
+
+from . import tables as t
+from .auth import Actor, require_writer
+from .db import begin_session_write, insert_ignoring_conflicts, write_transaction
+from .errors import Conflict, Forbidden, InvalidInput, NotFound
+from .figures import Figures
+from .sessions import SessionInfo, Store, iso_ms, live_totals, load_session, session_totals, totals_view
+from .validation import OrderInput
+
+_ORDER_COLUMNS = (
+    "id", "session_id", "sku", "quantity", "unit_price_fen", "amount_fen", "buyer_region", "channel",
+    "external_id", "status", "created_at", "refunded_at", "payload_hash",
+)
+
+
+def order_view(row: Any) -> dict[str, Any]:
+    """The JSON shape of an order."""
+    refunded = row["refunded_at"]
+    return {
+        "id": str(row["id"]),
+        "session_id": row["session_id"],
+        "sku": row["sku"],
+        "quantity": row["quantity"],
+        "unit_price_fen": row["unit_price_fen"],
+        "amount_fen": row["amount_fen"],
+        "buyer_region": row["buyer_region"],
+        "channel": row["channel"],
+        "external_id": row["external_id"],
+        "status": row["status"],
+        "created_at": _iso(row["created_at"]),
+        "refunded_at": _iso(refunded) if refunded else None,
+    }
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recorded:
+    orders: list[dict[str, Any]]
+    #: True when at least one order is new; False when the request only repeated known orders.
+    created: bool
+    totals: dict[str, Any]
+
+
+def _delta(rows: list[dict[str, Any]], *, sign: int) -> Figures:
+    delta = Figures()
+    for r in rows:
+        delta.add_order(
+            sku=r["sku"], quantity=r["quantity"], amount_fen=r["amount_fen"],
+            region=r["buyer_region"], minute=r["minute"], sign=sign,
+        )
+    return delta
+
+
+def _existing_for(conn: sa.Connection, session_id: int, rows: list[dict[str, Any]]) -> dict[uuid.UUID, dict[str, Any]]:
+    """The stored orders that ``rows`` (not inserted) collided with, by the row's id."""
+    o = t.orders
+    cols = [o.c[name] for name in _ORDER_COLUMNS] + [o.c.idempotency_key]
+    ext_ids = [r["external_id"] for r in rows if r["external_id"] is not None]
+    keys = [r["idempotency_key"] for r in rows if r["idempotency_key"] is not None]
+    by_ext: dict[str, dict[str, Any]] = {}
+    by_key: dict[str, dict[str, Any]] = {}
+    if ext_ids:
+        for row in conn.execute(sa.select(*cols).where(o.c.session_id == session_id, o.c.external_id.in_(ext_ids))):
+            by_ext[row.external_id] = dict(row._mapping)
+    if keys:
+        for row in conn.execute(sa.select(*cols).where(o.c.session_id == session_id, o.c.idempotency_key.in_(keys))):
+            by_key[row.idempotency_key] = dict(row._mapping)
+    found = {}
+    for r in rows:
+        match = by_ext.get(r["external_id"]) if r["external_id"] is not None else None
+        if match is None and r["idempotency_key"] is not None:
+            match = by_key.get(r["idempotency_key"])
+        if match is None:  # pragma: no cover - a conflict is always on one of the two keys
+            raise Conflict("the order collided with another order; retry", code="retry")
+        found[r["id"]] = match
+    return found
+
+
+def record_orders(
+    store: Store,
+    *,
+    actor: Actor,
+    session_id: int,
+    orders: list[OrderInput],
+    idempotency_key: str | None = None,
+    is_batch: bool = False,
+) -> Recorded:
+    """Record one order or a batch, all or nothing, each counted exactly once.
+
+    A repeat of a known order (same ``external_id`` or idempotency key, same
+    payload) returns the stored order and changes no total; the same key
+    with another payload is a ``Conflict`` and nothing is stored.
+    """
+    require_writer(actor)
+    now = utcnow()
+    with write_transaction(store.db) as conn:
+        lock = begin_session_write(conn, session_id)
+        if lock is None:
+            raise NotFound(f"no session {session_id}")
+        if not actor.can_manage(lock.owner_id):
+            raise Forbidden("this session belongs to another host")
+        if lock.status != "live":
+            code = "session_ended" if lock.status == "ended" else "session_not_live"
+            raise Conflict(f"the session is {lock.status}; it does not accept orders", code=code)
+        assert lock.started_at is not None
+        info = load_session(conn, session_id=session_id)
+        prices = {p.sku: p.unit_price_fen for p in info.products}
+        minute = max(0, int((now - lock.started_at).total_seconds() // 60))
+        rows = []
+        for i, order in enumerate(orders):
+            if order.sku not in prices:
+                raise InvalidInput("is not a product of this session", field=_field(order, "sku"))
+            price = prices[order.sku] if order.unit_price_fen is None else order.unit_price_fen
+            key = None
+            if idempotency_key is not None:
+                key = f"{idempotency_key}#{i}" if is_batch else idempotency_key
+            rows.append(
+                {
+                    "id": uuid.uuid4(),
+                    "session_id": session_id,
+                    "sku": order.sku,
+                    "quantity": order.quantity,
+                    "unit_price_fen": price,
+                    "amount_fen": order.quantity * price,
+                    "buyer_region": order.buyer_region,
+                    "channel": order.channel,
+                    "external_id": order.external_id,
+                    "idempotency_key": key,
+                    "payload_hash": order.payload_hash(price),
+                    "status": "paid",
+                    "created_at": now,
+                    "minute": minute,
+                    "txid": lock.txid,
+                    "refunded_at": None,
+                    "refund_txid": None,
+                }
+            )
+        inserted_ids = {
+            r[0] for r in conn.execute(insert_ignoring_conflicts(conn, t.orders).returning(t.orders.c.id), rows)
+        }
+        inserted = [r for r in rows if r["id"] in inserted_ids]
+        repeated = [r for r in rows if r["id"] not in inserted_ids]
+        existing = _existing_for(conn, session_id, repeated) if repeated else {}
+        for r in repeated:
+            if existing[r["id"]]["payload_hash"] != r["payload_hash"]:
+                which = "external_id" if r["external_id"] is not None else "Idempotency-Key"
+                field = _field(orders[rows.index(r)], "external_id") if which == "external_id" else which
+                raise Conflict(f"this {which} was already used for a different order", field=field,
+                               code="idempotency_conflict")
+        # Leaving the block commits: the orders are durable from here on.
+    views = [order_view(existing.get(r["id"], r)) for r in rows]
+    return Recorded(orders=views, created=bool(inserted), totals=_totals_after(store, info, lock.txid, inserted, 1))
+
+
+def _totals_after(store: Store, info: SessionInfo, txid: int, rows: list[dict[str, Any]], sign: int) -> dict[str, Any]:
+    """Move the running totals by ``rows`` (already committed) and return them."""
+    if not rows:
+        return session_totals(store, info=info)
+    live = store.totals.apply(session_id=info.id, txid=txid, delta=_delta(rows, sign=sign))
+    if live is None:
+        # Redis lost the figures; the change was parked and the rebuild
+        # counts it exactly once.
+        live = live_totals(store, session_id=info.id)
+    return totals_view(info, live.figures, version=live.version, updated_at=iso_ms(live.updated_at_ms))
+
+
+def _field(order: OrderInput, name: str) -> str:
+    return f"{order.field}.{name}" if order.field else name
+
+
+def refund_order(store: Store, *, actor: Actor, session_id: int, order_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Refund an order: it leaves every total and keeps its row. Refunding twice changes nothing."""
+    require_writer(actor)
+    try:
+        oid = uuid.UUID(order_id)
+    except ValueError:
+        raise NotFound(f"no order {order_id}") from None
+    o = t.orders
+    with write_transaction(store.db) as conn:
+        lock = begin_session_write(conn, session_id)
+        if lock is None:
+            raise NotFound(f"no session {session_id}")
+        if not actor.can_manage(lock.owner_id):
+            raise Forbidden("this session belongs to another host")
+        if lock.status == "ended":
+            raise Conflict("the session has ended; its results are final", code="session_ended")
+        changed = conn.execute(
+            sa.update(o)
+            .where(o.c.id == oid, o.c.session_id == session_id, o.c.status == "paid")
+            .values(status="refunded", refunded_at=utcnow(), refund_txid=lock.txid)
+            .returning(*(o.c[name] for name in _ORDER_COLUMNS), o.c.minute)
+        ).first()
+        if changed is None:
+            row = conn.execute(
+                sa.select(*(o.c[name] for name in _ORDER_COLUMNS)).where(o.c.id == oid, o.c.session_id == session_id)
+            ).first()
+            if row is None:
+                raise NotFound(f"no order {order_id} in session {session_id}")
+        else:
+            row = changed
+        info = load_session(conn, session_id=session_id)
+    refunded = [dict(changed._mapping)] if changed is not None else []
+    return order_view(row._mapping), _totals_after(store, info, lock.txid, refunded, -1)
+
+
+def list_orders(
+    store: Store, *, session_id: int, after: str | None = None, limit: int = 100
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Orders oldest first after the order ``after`` (a cursor), and the next cursor."""
+    o = t.orders
+    cols = [o.c[name] for name in _ORDER_COLUMNS]
+    query = sa.select(*cols).where(o.c.session_id == session_id)
+    with store.db.connect() as conn:
+        if after:
+            try:
+                after_id = uuid.UUID(after)
+            except ValueError:
+                raise InvalidInput("must be an order id from a previous page", field="after") from None
+            anchor = conn.execute(
+                sa.select(o.c.created_at, o.c.id).where(o.c.id == after_id, o.c.session_id == session_id)
+            ).first()
+            if anchor is None:
+                raise InvalidInput("must be an order id from a previous page", field="after")
+            query = query.where(sa.tuple_(o.c.created_at, o.c.id) > sa.tuple_(anchor[0], anchor[1]))
+        rows = conn.execute(query.order_by(o.c.created_at, o.c.id).limit(limit + 1)).all()
+    page = [order_view(r._mapping) for r in rows[:limit]]
+    return page, (page[-1]["id"] if len(rows) > limit else None)

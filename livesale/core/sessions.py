@@ -1,0 +1,375 @@
+"""Session lifecycle: create, start, end; session views, live totals and results."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from livesale.models import utcnow
+
+from . import tables as t
+from .auth import Actor, require_writer
+from .db import write_transaction
+from .errors import Conflict, Forbidden, InvalidInput, NotFound
+from .figures import Figures
+from .results import aggregate_session, load_live_figures, refunded_figures
+from .totals import LiveTotals, TotalsEngine
+from .validation import SESSION_STATUSES, SessionInput
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Store:
+    """The backing services the core works on."""
+
+    db: sa.Engine
+    totals: TotalsEngine
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProductInfo:
+    sku: str
+    name: str
+    unit: str
+    unit_price_fen: int
+    stock: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionInfo:
+    id: int
+    title: str
+    village: str
+    hosts: list[str]
+    platform: str
+    status: str
+    scheduled_start: datetime | None
+    planned_duration_min: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    goal_fen: int
+    currency: str
+    timezone: str
+    widget_key: str
+    owner_id: int | None
+    products: tuple[ProductInfo, ...]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def iso_ms(ms: int) -> str | None:
+    if not ms:
+        return None
+    return _iso(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def session_view(info: SessionInfo) -> dict[str, Any]:
+    """The JSON shape of a session (the API contract)."""
+    return {
+        "id": info.id,
+        "title": info.title,
+        "village": info.village,
+        "hosts": list(info.hosts),
+        "platform": info.platform,
+        "status": info.status,
+        "goal_fen": info.goal_fen,
+        "currency": info.currency,
+        "timezone": info.timezone,
+        "products": [dataclasses.asdict(p) for p in info.products],
+        "widget_key": info.widget_key,
+        "scheduled_start": _iso(info.scheduled_start),
+        "planned_duration_min": info.planned_duration_min,
+        "started_at": _iso(info.started_at),
+        "ended_at": _iso(info.ended_at),
+    }
+
+
+_SESSION_COLUMNS = [
+    t.live_sessions.c[name]
+    for name in (
+        "id", "title", "village", "hosts", "platform", "status", "scheduled_start", "planned_duration_min",
+        "started_at", "ended_at", "goal_fen", "currency", "timezone", "widget_key", "owner_id",
+    )
+]
+
+
+def _products_of(conn: sa.Connection, session_ids: list[int]) -> dict[int, list[ProductInfo]]:
+    p = t.products
+    out: dict[int, list[ProductInfo]] = {sid: [] for sid in session_ids}
+    if not session_ids:
+        return out
+    for row in conn.execute(
+        sa.select(p.c.session_id, p.c.sku, p.c.name, p.c.unit, p.c.unit_price_fen, p.c.stock)
+        .where(p.c.session_id.in_(session_ids))
+        .order_by(p.c.session_id, p.c.position)
+    ):
+        out[row[0]].append(ProductInfo(*row[1:]))
+    return out
+
+
+def _info(row: sa.Row[Any], products: list[ProductInfo]) -> SessionInfo:
+    return SessionInfo(*row, products=tuple(products))  # type: ignore[call-arg]
+
+
+def load_session(conn: sa.Connection, *, session_id: int) -> SessionInfo:
+    row = conn.execute(sa.select(*_SESSION_COLUMNS).where(t.live_sessions.c.id == session_id)).first()
+    if row is None:
+        raise NotFound(f"no session {session_id}")
+    return _info(row, _products_of(conn, [session_id])[session_id])
+
+
+def get_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
+    """A session the actor may read."""
+    with store.db.connect() as conn:
+        info = load_session(conn, session_id=session_id)
+    if not actor.can_read(info.owner_id):
+        raise Forbidden("this session belongs to another host")
+    return info
+
+
+def create_session(store: Store, *, actor: Actor, data: SessionInput) -> SessionInfo:
+    require_writer(actor)
+    with write_transaction(store.db) as conn:
+        session_id = conn.execute(
+            sa.insert(t.live_sessions)
+            .values(
+                title=data.title,
+                village=data.village,
+                hosts=data.hosts,
+                platform=data.platform,
+                status="scheduled",
+                scheduled_start=data.scheduled_start,
+                planned_duration_min=data.planned_duration_min,
+                goal_fen=data.goal_fen,
+                currency=data.currency,
+                timezone=data.timezone,
+                widget_key=secrets.token_urlsafe(24),
+                owner_id=actor.user_id,
+                write_seq=0,
+                created_at=utcnow(),
+            )
+            .returning(t.live_sessions.c.id)
+        ).scalar_one()
+        conn.execute(
+            sa.insert(t.products),
+            [
+                {"session_id": session_id, "position": i, **dataclasses.asdict(p)}
+                for i, p in enumerate(data.products)
+            ],
+        )
+        return load_session(conn, session_id=session_id)
+
+
+def list_sessions(
+    store: Store,
+    *,
+    actor: Actor,
+    status: str | None = None,
+    village: str | None = None,
+    q: str | None = None,
+    start_from: datetime | None = None,
+    start_to: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[SessionInfo], int]:
+    """Sessions the actor may read, newest first, with the total count."""
+    s = t.live_sessions
+    conds: list[sa.ColumnElement[bool]] = []
+    if status is not None:
+        if status not in SESSION_STATUSES:
+            raise InvalidInput(f"must be one of {', '.join(SESSION_STATUSES)}", field="status")
+        conds.append(s.c.status == status)
+    if village:
+        conds.append(s.c.village == village)
+    if q:
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conds.append(sa.or_(s.c.title.like(like, escape="\\"), s.c.village.like(like, escape="\\")))
+    # A session's date is when it started, or when it was created if it has not.
+    when = sa.func.coalesce(s.c.started_at, s.c.scheduled_start, s.c.created_at)
+    if start_from is not None:
+        conds.append(when >= start_from)
+    if start_to is not None:
+        conds.append(when < start_to)
+    if actor.role == "host":
+        conds.append(s.c.owner_id == actor.user_id)
+    with store.db.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(s).where(*conds)).scalar_one()
+        rows = conn.execute(
+            sa.select(*_SESSION_COLUMNS).where(*conds).order_by(s.c.id.desc()).limit(limit).offset(offset)
+        ).all()
+        products = _products_of(conn, [r[0] for r in rows])
+    return [_info(r, products[r[0]]) for r in rows], total
+
+
+def _manageable(conn: sa.Connection, actor: Actor, session_id: int) -> SessionInfo:
+    require_writer(actor)
+    info = load_session(conn, session_id=session_id)
+    if not actor.can_manage(info.owner_id):
+        raise Forbidden("this session belongs to another host")
+    return info
+
+
+def start_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
+    """Open a scheduled session for orders. Starting a live session changes nothing."""
+    with write_transaction(store.db) as conn:
+        info = _manageable(conn, actor, session_id)
+        if info.status == "ended":
+            raise Conflict("the session has ended", code="session_ended")
+        if info.status == "scheduled":
+            conn.execute(
+                sa.update(t.live_sessions)
+                .where(t.live_sessions.c.id == session_id, t.live_sessions.c.status == "scheduled")
+                .values(status="live", started_at=utcnow())
+            )
+            info = load_session(conn, session_id=session_id)
+    live_totals(store, session_id=session_id)  # have Redis ready before the first order
+    return info
+
+
+def end_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
+    """Close a live session and persist its results, computed from SQL.
+
+    The status change and the results are one transaction that order
+    writers wait for (see ``core.db.begin_session_write``), so every order
+    acknowledged before the end is in the results and none after it.
+    Ending an ended session returns it unchanged.
+    """
+    try:
+        previous = store.totals.read(session_id=session_id)
+    except Exception:  # Redis down: the clock alone keeps the version rising
+        previous = None
+    with write_transaction(store.db) as conn:
+        info = _manageable(conn, actor, session_id)
+        if info.status == "ended":
+            return info
+        if info.status != "live":
+            raise Conflict("the session has not started", code="session_not_live")
+        now = utcnow()
+        ended = conn.execute(
+            sa.update(t.live_sessions)
+            .where(t.live_sessions.c.id == session_id, t.live_sessions.c.status == "live")
+            .values(status="ended", ended_at=now)
+            .returning(t.live_sessions.c.started_at)
+        ).first()
+        if ended is None:  # pragma: no cover - only if another end won the race
+            raise Conflict("the session is no longer live", code="session_not_live")
+        figures = aggregate_session(conn, session_id=session_id)
+        refunded_count, refunded_fen = refunded_figures(conn, session_id=session_id)
+        version = max((previous.version + 1) if previous else 0, time.time_ns() // 1000)
+        conn.execute(
+            sa.insert(t.session_results).values(
+                session_id=session_id,
+                computed_at=now,
+                version=version,
+                amount_fen=figures.amount_fen,
+                orders=figures.orders,
+                items=figures.items,
+                refunded_orders=refunded_count,
+                refunded_fen=refunded_fen,
+                by_product=figures.by_product,
+                by_region=figures.by_region,
+                timeline=figures.timeline(),
+                peak_minute=figures.peak_minute(),
+                duration_s=int((now - ended[0]).total_seconds()),
+            )
+        )
+        info = load_session(conn, session_id=session_id)
+    store.totals.discard(session_id=session_id)
+    return info
+
+
+# --- totals and results ------------------------------------------------------
+
+
+def live_totals(store: Store, *, session_id: int) -> LiveTotals:
+    """Running totals from Redis, rebuilt from SQL first if Redis lost them."""
+    current = store.totals.read(session_id=session_id)
+    if current is not None:
+        return current
+    return rebuild_totals(store, session_id=session_id, force=False)
+
+
+def rebuild_totals(store: Store, *, session_id: int, force: bool = True) -> LiveTotals:
+    """Recompute a session's Redis totals from SQL."""
+    return store.totals.rebuild(
+        session_id=session_id, load=lambda: load_live_figures(store.db, session_id=session_id), force=force
+    )
+
+
+def totals_view(info: SessionInfo, figures: Figures, *, version: int, updated_at: str | None) -> dict[str, Any]:
+    """The JSON shape of a session's totals (refunded orders excluded)."""
+    by_product = {p.sku: {"quantity": 0, "amount_fen": 0} for p in info.products}
+    for sku, (quantity, amount) in figures.by_product.items():
+        by_product[sku] = {"quantity": quantity, "amount_fen": amount}
+    return {
+        "session_id": info.id,
+        "status": info.status,
+        "version": version,
+        "amount_fen": figures.amount_fen,
+        "orders": figures.orders,
+        "items": figures.items,
+        "goal_fen": info.goal_fen,
+        "currency": info.currency,
+        "by_product": by_product,
+        "by_region": {
+            region: {"orders": count, "amount_fen": amount}
+            for region, (count, amount) in sorted(figures.by_region.items(), key=lambda kv: -kv[1][1])
+        },
+        "updated_at": updated_at,
+    }
+
+
+def _results_row(conn: sa.Connection, session_id: int) -> sa.Row[Any] | None:
+    return conn.execute(sa.select(t.session_results).where(t.session_results.c.session_id == session_id)).first()
+
+
+def _figures_from_results(row: sa.Row[Any]) -> Figures:
+    return Figures(
+        amount_fen=row.amount_fen,
+        orders=row.orders,
+        items=row.items,
+        by_product={k: list(v) for k, v in row.by_product.items()},
+        by_region={k: list(v) for k, v in row.by_region.items()},
+        by_minute={m["minute"]: [m["amount_fen"], m["orders"]] for m in row.timeline if m["orders"]},
+    )
+
+
+def session_totals(store: Store, *, info: SessionInfo) -> dict[str, Any]:
+    """Current totals: live from Redis, ended from the stored results."""
+    if info.status == "scheduled":
+        return totals_view(info, Figures(), version=0, updated_at=None)
+    if info.status == "ended":
+        with store.db.connect() as conn:
+            row = _results_row(conn, info.id)
+        if row is None:  # pragma: no cover - results are written with the status
+            raise NotFound("results are missing")
+        return totals_view(info, _figures_from_results(row), version=row.version, updated_at=_iso(row.computed_at))
+    live = live_totals(store, session_id=info.id)
+    return totals_view(info, live.figures, version=live.version, updated_at=iso_ms(live.updated_at_ms))
+
+
+def session_results(store: Store, *, info: SessionInfo) -> dict[str, Any]:
+    """The persisted results of an ended session."""
+    if info.status != "ended":
+        raise Conflict("results exist once the session has ended", code="session_not_ended")
+    with store.db.connect() as conn:
+        row = _results_row(conn, info.id)
+    if row is None:  # pragma: no cover
+        raise NotFound("results are missing")
+    view = totals_view(info, _figures_from_results(row), version=row.version, updated_at=_iso(row.computed_at))
+    view.update(
+        timeline=row.timeline,
+        peak_minute=row.peak_minute,
+        duration_s=row.duration_s,
+        refunded_orders=row.refunded_orders,
+        refunded_fen=row.refunded_fen,
+        started_at=_iso(info.started_at),
+        ended_at=_iso(info.ended_at),
+    )
+    return view

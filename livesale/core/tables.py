@@ -1,0 +1,15 @@
+"""The mapped tables as SQLAlchemy Core ``Table`` objects.
+
+The hot paths (recording orders, aggregating a session) use Core statements
+on these tables; the ORM classes in ``livesale.models`` stay the single
+definition of the schema.
+"""
+
+from livesale.models import ApiToken, LiveSession, Order, Product, SessionResult, User
+
+users = User.__table__
+api_tokens = ApiToken.__table__
+live_sessions = LiveSession.__table__
+products = Product.__table__
+orders = Order.__table__
+session_results = SessionResult.__table__

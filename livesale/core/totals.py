@@ -1,0 +1,276 @@
+"""The totals engine: running figures of live sessions in Redis.
+
+This module is the only code that knows livesale's Redis key names and Lua
+scripts. SQL is the system of record; Redis holds a projection that can be
+thrown away and rebuilt at any time.
+
+Keys of one session share the hash tag ``{s:<id>}`` so both scripts run
+unchanged on Redis Cluster:
+
+``ls:{s:<id>}:totals``   hash: the running figures, ``version``, ``updated_at``
+                         and ``snap``, the SQL snapshot the figures were
+                         rebuilt from;
+``ls:{s:<id>}:pending``  list: changes that arrived while the figures were
+                         missing or being rebuilt;
+``ls:{s:<id>}:rebuild``  string: the rebuild lock (a random token).
+
+Why it never double-counts: every write transaction has a transaction id
+(``core.db``). A rebuild records which ids its SQL snapshot could see. A
+change that reaches Redis after the rebuild is skipped if the snapshot
+already saw its transaction, and applied otherwise. Changes that arrive
+while the figures are missing, or while a rebuild holds the lock, are parked
+in ``pending`` and replayed by the rebuild under the same rule. A rebuild
+whose lock disappeared (a FLUSHALL, an expiry) starts over from a fresh
+snapshot, so a rebuild can never write figures older than what Redis shows.
+
+``version`` is ``max(previous + 1, Redis time in µs)``: it rises with every
+change, and still rises after Redis lost everything, because it follows the
+clock (clients ignore versions older than the one they show).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from collections.abc import Callable
+
+import redis
+
+from .db import Snapshot
+from .errors import Unavailable
+from .figures import Figures
+
+_VISIBLE_LUA = """
+local function visible(snap, txid)
+  if not snap then return false end
+  local xmin, xmax, xip = string.match(snap, '^(%d+):(%d+):(.*)$')
+  xmin = tonumber(xmin)
+  xmax = tonumber(xmax)
+  if txid < xmin then return true end
+  if txid >= xmax then return false end
+  for x in string.gmatch(xip, '%d+') do
+    if tonumber(x) == txid then return false end
+  end
+  return true
+end
+local function next_version(current)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local v = (tonumber(current) or 0) + 1
+  if now > v then v = now end
+  return v
+end
+"""
+
+# KEYS: totals, pending, lock. ARGV: txid, updated_at_ms, then field/increment pairs.
+_APPLY_LUA = _VISIBLE_LUA + """
+local parked = false
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('RPUSH', KEYS[2], cjson.encode(ARGV))
+  parked = true
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if not parked then redis.call('RPUSH', KEYS[2], cjson.encode(ARGV)) end
+  return {0}
+end
+local state = redis.call('HMGET', KEYS[1], 'snap', 'version')
+if not visible(state[1], tonumber(ARGV[1])) then
+  for i = 3, #ARGV, 2 do
+    redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+  redis.call('HSET', KEYS[1], 'version', next_version(state[2]), 'updated_at', ARGV[2])
+end
+return {1, redis.call('HGETALL', KEYS[1])}
+"""
+
+# KEYS: totals, pending, lock. ARGV: token, snap, updated_at_ms, then field/value pairs.
+_WRITE_LUA = _VISIBLE_LUA + """
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {0} end
+local version = next_version(redis.call('HGET', KEYS[1], 'version'))
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'snap', ARGV[2], 'updated_at', ARGV[3])
+local chunk = {}
+for i = 4, #ARGV do
+  chunk[#chunk + 1] = ARGV[i]
+  if #chunk >= 2000 then
+    redis.call('HSET', KEYS[1], unpack(chunk))
+    chunk = {}
+  end
+end
+if #chunk > 0 then redis.call('HSET', KEYS[1], unpack(chunk)) end
+for _, item in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+  local change = cjson.decode(item)
+  if not visible(ARGV[2], tonumber(change[1])) then
+    for i = 3, #change, 2 do
+      redis.call('HINCRBY', KEYS[1], change[i], change[i + 1])
+    end
+    version = version + 1
+  end
+end
+redis.call('HSET', KEYS[1], 'version', version)
+redis.call('DEL', KEYS[2], KEYS[3])
+return {1, redis.call('HGETALL', KEYS[1])}
+"""
+
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LiveTotals:
+    """Figures as Redis holds them, with their version."""
+
+    figures: Figures
+    version: int
+    updated_at_ms: int
+
+
+def _keys(session_id: int) -> list[str]:
+    # The hash tag keeps a session's keys in one Cluster slot.
+    tag = f"ls:{{s:{session_id}}}"
+    return [f"{tag}:totals", f"{tag}:pending", f"{tag}:rebuild"]
+
+
+def _fields(figures: Figures) -> list[str | int]:
+    """Figures as a flat list of hash fields and values."""
+    out: list[str | int] = ["amount_fen", figures.amount_fen, "orders", figures.orders, "items", figures.items]
+    for sku, (quantity, amount) in figures.by_product.items():
+        out += [f"pq:{sku}", quantity, f"pa:{sku}", amount]
+    for region, (count, amount) in figures.by_region.items():
+        out += [f"ro:{region}", count, f"ra:{region}", amount]
+    for minute, (amount, count) in figures.by_minute.items():
+        out += [f"ma:{minute}", amount, f"mo:{minute}", count]
+    return out
+
+
+_PREFIXED = {
+    "pq": ("by_product", 0), "pa": ("by_product", 1),
+    "ro": ("by_region", 0), "ra": ("by_region", 1),
+    "ma": ("by_minute", 0), "mo": ("by_minute", 1),
+}
+
+
+def _parse(flat: list[bytes]) -> LiveTotals:
+    figures = Figures()
+    version = updated = 0
+    for i in range(0, len(flat), 2):
+        name = flat[i].decode()
+        raw = flat[i + 1]
+        if name == "snap":
+            continue
+        value = int(raw)
+        if name == "version":
+            version = value
+        elif name == "updated_at":
+            updated = value
+        elif name in ("amount_fen", "orders", "items"):
+            setattr(figures, name, value)
+        else:
+            prefix, key = name[:2], name[3:]
+            attr, index = _PREFIXED[prefix]
+            table = getattr(figures, attr)
+            slot = table.setdefault(int(key) if attr == "by_minute" else key, [0, 0])
+            slot[index] = value
+    return LiveTotals(figures=figures.without_empty(), version=version, updated_at_ms=updated)
+
+
+def _snap_text(snapshot: Snapshot) -> str:
+    return f"{snapshot.xmin}:{snapshot.xmax}:{','.join(map(str, snapshot.xip))}"
+
+
+class TotalsEngine:
+    """Running totals of live sessions, kept in Redis."""
+
+    def __init__(self, client: redis.Redis, *, lock_ttl_s: float = 60.0, wait_s: float = 30.0):
+        self.redis = client
+        self._lock_ttl_ms = int(lock_ttl_s * 1000)
+        self._wait_s = wait_s
+        self._apply = client.register_script(_APPLY_LUA)
+        self._write = client.register_script(_WRITE_LUA)
+        self._release = client.register_script(_RELEASE_LUA)
+
+    def apply(self, *, session_id: int, txid: int, delta: Figures) -> LiveTotals | None:
+        """Add one committed write transaction's change; ``None`` if the figures are missing.
+
+        A ``None`` means the change was parked: the caller must ``rebuild``,
+        which counts it exactly once.
+        """
+        args: list[str | int] = [txid, int(time.time() * 1000)]
+        args += _fields(delta)
+        try:
+            result = self._apply(keys=_keys(session_id), args=args)
+        except redis.RedisError as exc:
+            raise Unavailable("the totals store (Redis) is unavailable") from exc
+        return _parse(result[1]) if result[0] == 1 else None
+
+    def read(self, *, session_id: int) -> LiveTotals | None:
+        """The running figures, or ``None`` if Redis does not have them."""
+        try:
+            flat = self.redis.execute_command("HGETALL", _keys(session_id)[0])
+        except redis.RedisError as exc:
+            raise Unavailable("the totals store (Redis) is unavailable") from exc
+        if not flat:
+            return None
+        if isinstance(flat, dict):  # RESP3 clients answer with a mapping
+            flat = [x for pair in flat.items() for x in pair]
+        return _parse(flat)
+
+    def rebuild(
+        self,
+        *,
+        session_id: int,
+        load: Callable[[], tuple[Snapshot, Figures]],
+        force: bool = False,
+    ) -> LiveTotals:
+        """Make Redis hold the figures of ``load()`` plus every change since.
+
+        Without ``force``, figures already present are returned as they are
+        (someone else rebuilt them first). ``load`` must return the SQL
+        snapshot and the figures read under it.
+        """
+        keys = _keys(session_id)
+        deadline = time.monotonic() + self._wait_s
+        while True:
+            if not force:
+                current = self.read(session_id=session_id)
+                if current is not None:
+                    return current
+            token = secrets.token_hex(16)
+            try:
+                locked = self.redis.set(keys[2], token, nx=True, px=self._lock_ttl_ms)
+            except redis.RedisError as exc:
+                raise Unavailable("the totals store (Redis) is unavailable") from exc
+            if locked:
+                try:
+                    snapshot, figures = load()
+                    args: list[str | int] = [token, _snap_text(snapshot), int(time.time() * 1000)]
+                    result = self._write(keys=keys, args=args + _fields(figures))
+                except BaseException:
+                    self._release_quietly(keys[2], token)
+                    raise
+                if result[0] == 1:
+                    return _parse(result[1])
+                # The lock vanished under us (flushed or expired): our snapshot
+                # may be older than changes applied since, so start over.
+                continue
+            if time.monotonic() > deadline:
+                raise Unavailable("totals are being rebuilt; try again shortly")
+            # Another process is rebuilding; its result serves us too.
+            force = False
+            time.sleep(0.01)
+
+    def discard(self, *, session_id: int) -> None:
+        """Forget a session's running figures (its results now live in SQL)."""
+        try:
+            self.redis.delete(*_keys(session_id))
+        except redis.RedisError:
+            pass  # nothing reads them any more; an orphan costs only memory
+
+    def _release_quietly(self, key: str, token: str) -> None:
+        try:
+            self._release(keys=[key], args=[token])
+        except redis.RedisError:
+            pass

@@ -1,0 +1,315 @@
+"""Validation of incoming payloads. Pure functions over decoded JSON.
+
+Every error is an ``InvalidInput`` naming the offending field with a JSON-ish
+path (``orders[3].quantity``). Validation happens before anything is written,
+so an invalid request stores nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import unicodedata
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from .errors import InvalidInput
+
+MAX_QUANTITY = 10_000
+MAX_UNIT_PRICE_FEN = 100_000_000
+MAX_GOAL_FEN = 1_000_000_000_000
+MAX_STOCK = 1_000_000_000
+MAX_PRODUCTS = 200
+MAX_HOSTS = 20
+CURRENCIES = ("CNY",)
+SESSION_STATUSES = ("scheduled", "live", "ended")
+
+SKU_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Control characters (C0, DEL, C1) have no place in names or regions.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+ORDER_FIELDS = frozenset(
+    {"sku", "quantity", "unit_price_fen", "buyer_region", "channel", "external_id", "currency"}
+)
+TEXT_LIMITS = {"buyer_region": 64, "channel": 32, "external_id": 128}
+IDEMPOTENCY_KEY_MAX = 128
+
+
+def _path(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def require_object(value: Any, field: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInput("must be a JSON object", field=field or "body")
+    return value
+
+
+def reject_unknown(data: Mapping[str, Any], allowed: frozenset[str], prefix: str = "") -> None:
+    for key in data:
+        if key not in allowed:
+            raise InvalidInput("unknown field", field=_path(prefix, str(key)))
+
+
+def integer(value: Any, field: str, *, minimum: int, maximum: int) -> int:
+    """An exact JSON integer in range. Floats, strings and booleans are refused."""
+    # bool is a subclass of int in Python; JSON true is not a quantity.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"must be an integer (got {_json_type(value)})", field=field)
+    if value < minimum or value > maximum:
+        raise InvalidInput(f"must be between {minimum} and {maximum}", field=field)
+    return value
+
+
+def text(value: Any, field: str, *, max_length: int, required: bool = False) -> str:
+    """A trimmed, NFC-normalised string without control characters."""
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"must be a string (got {_json_type(value)})", field=field)
+    value = unicodedata.normalize("NFC", value).strip()
+    if required and not value:
+        raise InvalidInput("must not be empty", field=field)
+    if len(value) > max_length:
+        raise InvalidInput(f"must be at most {max_length} characters", field=field)
+    if _CONTROL_RE.search(value):
+        raise InvalidInput("must not contain control characters", field=field)
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number with a fraction" if isinstance(value, float) else "integer"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+# --- orders -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OrderInput:
+    """One validated order, not yet checked against the session's catalogue."""
+
+    sku: str
+    quantity: int
+    unit_price_fen: int | None
+    buyer_region: str
+    channel: str
+    external_id: str | None
+    field: str  # where it came from, for errors found later ("orders[2]")
+
+    def payload_hash(self, unit_price_fen: int) -> str:
+        """A digest of what the order says, to tell a retry from a different order."""
+        parts = (
+            self.sku,
+            str(self.quantity),
+            str(unit_price_fen),
+            self.buyer_region,
+            self.channel,
+            self.external_id or "",
+        )
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def parse_order(data: Any, *, prefix: str = "", currency: str = "CNY") -> OrderInput:
+    data = require_object(data, prefix)
+    reject_unknown(data, ORDER_FIELDS, prefix)
+    if "sku" not in data:
+        raise InvalidInput("is required", field=_path(prefix, "sku"))
+    if "quantity" not in data:
+        raise InvalidInput("is required", field=_path(prefix, "quantity"))
+    sku = data["sku"]
+    if not isinstance(sku, str) or not SKU_RE.match(sku):
+        raise InvalidInput("must be a product SKU of this session", field=_path(prefix, "sku"))
+    quantity = integer(data["quantity"], _path(prefix, "quantity"), minimum=1, maximum=MAX_QUANTITY)
+    price = data.get("unit_price_fen")
+    if price is not None:
+        price = integer(price, _path(prefix, "unit_price_fen"), minimum=0, maximum=MAX_UNIT_PRICE_FEN)
+    if "currency" in data and data["currency"] != currency:
+        raise InvalidInput(f"must be {currency}, the session's currency", field=_path(prefix, "currency"))
+    fields = {
+        name: text(data.get(name), _path(prefix, name), max_length=limit)
+        for name, limit in TEXT_LIMITS.items()
+    }
+    return OrderInput(
+        sku=sku,
+        quantity=quantity,
+        unit_price_fen=price,
+        buyer_region=fields["buyer_region"],
+        channel=fields["channel"],
+        external_id=fields["external_id"] or None,
+        field=prefix,
+    )
+
+
+def parse_order_request(body: Any, *, max_batch: int, currency: str = "CNY") -> tuple[list[OrderInput], bool]:
+    """Parse a single order or a batch ``{"orders": [...]}``; returns (orders, is_batch)."""
+    body = require_object(body, "")
+    if "orders" not in body:
+        return [parse_order(body, currency=currency)], False
+    reject_unknown(body, frozenset({"orders"}))
+    items = body["orders"]
+    if not isinstance(items, list):
+        raise InvalidInput("must be an array of orders", field="orders")
+    if not items:
+        raise InvalidInput("must hold at least one order", field="orders")
+    if len(items) > max_batch:
+        raise InvalidInput(f"must hold at most {max_batch} orders", field="orders")
+    orders = [parse_order(item, prefix=f"orders[{i}]", currency=currency) for i, item in enumerate(items)]
+    seen: set[str] = set()
+    for order in orders:
+        if order.external_id is None:
+            continue
+        if order.external_id in seen:
+            raise InvalidInput("appears twice in this batch", field=f"{order.field}.external_id")
+        seen.add(order.external_id)
+    return orders, True
+
+
+def idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > IDEMPOTENCY_KEY_MAX or not value.isascii() or not value.isprintable():
+        raise InvalidInput(
+            f"must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters", field="Idempotency-Key"
+        )
+    return value
+
+
+# --- sessions ---------------------------------------------------------------
+
+
+SESSION_FIELDS = frozenset(
+    {
+        "title", "village", "hosts", "platform", "goal_fen", "currency", "timezone",
+        "products", "scheduled_start", "planned_duration_min",
+    }
+)
+PRODUCT_FIELDS = frozenset({"sku", "name", "unit", "unit_price_fen", "stock"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProductInput:
+    sku: str
+    name: str
+    unit: str
+    unit_price_fen: int
+    stock: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionInput:
+    title: str
+    village: str
+    hosts: list[str]
+    platform: str
+    goal_fen: int
+    currency: str
+    timezone: str
+    products: list[ProductInput]
+    scheduled_start: datetime | None
+    planned_duration_min: int
+
+
+def parse_timezone(value: Any, field: str = "timezone") -> str:
+    if not isinstance(value, str) or value not in _timezones():
+        raise InvalidInput("must be an IANA time zone such as Asia/Shanghai", field=field)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:  # pragma: no cover - tzdata mismatch
+        raise InvalidInput("unknown time zone", field=field) from exc
+    return value
+
+
+_TZ_CACHE: set[str] = set()
+
+
+def _timezones() -> set[str]:
+    if not _TZ_CACHE:
+        _TZ_CACHE.update(available_timezones())
+    return _TZ_CACHE
+
+
+def parse_datetime(value: Any, field: str) -> datetime:
+    """An ISO 8601 timestamp with an offset (``2026-06-01T20:00:00+08:00``)."""
+    if not isinstance(value, str) or len(value) > 40:
+        raise InvalidInput("must be an ISO 8601 date-time with a UTC offset", field=field)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput("must be an ISO 8601 date-time with a UTC offset", field=field) from exc
+    if parsed.tzinfo is None:
+        raise InvalidInput("must include a UTC offset (e.g. +08:00)", field=field)
+    return parsed.astimezone(UTC)
+
+
+def parse_product(data: Any, prefix: str) -> ProductInput:
+    data = require_object(data, prefix)
+    reject_unknown(data, PRODUCT_FIELDS, prefix)
+    sku = data.get("sku")
+    if not isinstance(sku, str) or not SKU_RE.match(sku):
+        raise InvalidInput(
+            "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            field=f"{prefix}.sku",
+        )
+    if "unit_price_fen" not in data:
+        raise InvalidInput("is required", field=f"{prefix}.unit_price_fen")
+    stock = data.get("stock")
+    return ProductInput(
+        sku=sku,
+        name=text(data.get("name"), f"{prefix}.name", max_length=200, required=True),
+        unit=text(data.get("unit"), f"{prefix}.unit", max_length=50),
+        unit_price_fen=integer(
+            data["unit_price_fen"], f"{prefix}.unit_price_fen", minimum=0, maximum=MAX_UNIT_PRICE_FEN
+        ),
+        stock=None if stock is None else integer(stock, f"{prefix}.stock", minimum=0, maximum=MAX_STOCK),
+    )
+
+
+def parse_session(body: Any) -> SessionInput:
+    body = require_object(body, "")
+    reject_unknown(body, SESSION_FIELDS)
+    hosts = body.get("hosts", [])
+    if not isinstance(hosts, list) or len(hosts) > MAX_HOSTS:
+        raise InvalidInput(f"must be an array of at most {MAX_HOSTS} names", field="hosts")
+    products = body.get("products")
+    if not isinstance(products, list) or not products:
+        raise InvalidInput("must be a non-empty array of products", field="products")
+    if len(products) > MAX_PRODUCTS:
+        raise InvalidInput(f"must hold at most {MAX_PRODUCTS} products", field="products")
+    parsed_products = [parse_product(p, f"products[{i}]") for i, p in enumerate(products)]
+    skus: set[str] = set()
+    for i, product in enumerate(parsed_products):
+        if product.sku in skus:
+            raise InvalidInput("appears twice", field=f"products[{i}].sku")
+        skus.add(product.sku)
+    currency = body.get("currency", "CNY")
+    if currency not in CURRENCIES:
+        raise InvalidInput("must be CNY", field="currency")
+    start = body.get("scheduled_start")
+    return SessionInput(
+        title=text(body.get("title"), "title", max_length=200, required=True),
+        village=text(body.get("village"), "village", max_length=100),
+        hosts=[text(h, f"hosts[{i}]", max_length=50, required=True) for i, h in enumerate(hosts)],
+        platform=text(body.get("platform"), "platform", max_length=50),
+        goal_fen=integer(body.get("goal_fen", 0), "goal_fen", minimum=0, maximum=MAX_GOAL_FEN),
+        currency=currency,
+        timezone=parse_timezone(body.get("timezone", "Asia/Shanghai")),
+        products=parsed_products,
+        scheduled_start=None if start is None else parse_datetime(start, "scheduled_start"),
+        planned_duration_min=integer(
+            body.get("planned_duration_min", 120), "planned_duration_min", minimum=1, maximum=24 * 60
+        ),
+    )

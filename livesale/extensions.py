@@ -1,0 +1,47 @@
+"""Flask extensions, created unbound and bound to an app in ``create_app``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from flask import Flask, current_app
+
+from .core.db import create_db_engine
+from .core.sessions import Store
+from .core.totals import TotalsEngine
+
+
+class Backend:
+    """Binds the core's ``Store`` (database engine and totals engine) to an app.
+
+    The store lives in ``app.extensions["livesale"]``; views get it from
+    ``backend.store``.
+    """
+
+    def init_app(self, app: Flask) -> None:
+        engine = create_db_engine(app.config["DATABASE_URL"])
+        client = redis.Redis.from_url(
+            app.config["REDIS_URL"], socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+        )
+        app.extensions["livesale"] = Store(db=engine, totals=TotalsEngine(client))
+
+    @property
+    def store(self) -> Store:
+        return current_app.extensions["livesale"]
+
+    @staticmethod
+    def store_of(app: Flask) -> Store:
+        return app.extensions["livesale"]
+
+    @staticmethod
+    def close(app: Flask) -> None:
+        store: Store | None = app.extensions.get("livesale")
+        if store is not None:
+            store.db.dispose()
+            store.totals.redis.close()
+
+
+backend = Backend()
+
+__all__: list[Any] = ["backend"]

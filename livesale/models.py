@@ -1,0 +1,190 @@
+"""The data model: SQLAlchemy 2.0 typed mappings, no Flask.
+
+Money is integer fen (``BigInteger``) everywhere. Times are stored as UTC and
+converted to a session's time zone only for display.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend.
+
+    SQLite has no time zones, so values are stored naive in UTC and handed
+    back aware; PostgreSQL stores ``timestamptz``.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(so.DeclarativeBase):
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: sa.JSON(),
+        list[Any]: sa.JSON(),
+    }
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    name: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    role: so.Mapped[str] = so.mapped_column(sa.String(16))
+    password_hash: so.Mapped[str | None] = so.mapped_column(sa.String(256))
+    active: so.Mapped[bool] = so.mapped_column(default=True)
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    label: so.Mapped[str | None] = so.mapped_column(sa.String(100))
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    revoked_at: so.Mapped[datetime | None]
+
+
+class LiveSession(Base):
+    """One livestream selling session ("live session", 直播场次)."""
+
+    __tablename__ = "live_sessions"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    title: so.Mapped[str] = so.mapped_column(sa.String(200))
+    village: so.Mapped[str] = so.mapped_column(sa.String(100), default="", index=True)
+    hosts: so.Mapped[list[Any]] = so.mapped_column(default=list)
+    platform: so.Mapped[str] = so.mapped_column(sa.String(50), default="")
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default="scheduled", index=True)
+    scheduled_start: so.Mapped[datetime | None]
+    planned_duration_min: so.Mapped[int] = so.mapped_column(default=120)
+    started_at: so.Mapped[datetime | None]
+    ended_at: so.Mapped[datetime | None]
+    goal_fen: so.Mapped[int] = so.mapped_column(sa.BigInteger, default=0)
+    currency: so.Mapped[str] = so.mapped_column(sa.String(3), default="CNY")
+    timezone: so.Mapped[str] = so.mapped_column(sa.String(64), default="Asia/Shanghai")
+    widget_key: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    owner_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    # SQLite only: a counter bumped by every write transaction of the session,
+    # used as the transaction id (see core.db.begin_session_write).
+    write_seq: so.Mapped[int] = so.mapped_column(sa.BigInteger, default=0)
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+
+    products: so.Mapped[list[Product]] = so.relationship(
+        back_populates="session", order_by="Product.position", cascade="all, delete-orphan"
+    )
+
+
+class Product(Base):
+    __tablename__ = "products"
+    __table_args__ = (sa.UniqueConstraint("session_id", "sku"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    session_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("live_sessions.id", ondelete="CASCADE")
+    )
+    sku: so.Mapped[str] = so.mapped_column(sa.String(64))
+    name: so.Mapped[str] = so.mapped_column(sa.String(200))
+    unit: so.Mapped[str] = so.mapped_column(sa.String(50), default="")
+    unit_price_fen: so.Mapped[int] = so.mapped_column(sa.BigInteger)
+    stock: so.Mapped[int | None]
+    position: so.Mapped[int] = so.mapped_column(default=0)
+
+    session: so.Mapped[LiveSession] = so.relationship(back_populates="products")
+
+
+class Order(Base):
+    """An order as recorded; refunds keep the row with status ``refunded``."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        # Idempotency: NULLs never conflict, so both keys are optional.
+        sa.UniqueConstraint("session_id", "external_id"),
+        sa.UniqueConstraint("session_id", "idempotency_key"),
+        sa.Index("ix_orders_session_created", "session_id", "created_at", "id"),
+    )
+
+    id: so.Mapped[uuid.UUID] = so.mapped_column(primary_key=True)
+    session_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("live_sessions.id", ondelete="CASCADE")
+    )
+    sku: so.Mapped[str] = so.mapped_column(sa.String(64))
+    quantity: so.Mapped[int]
+    unit_price_fen: so.Mapped[int] = so.mapped_column(sa.BigInteger)
+    amount_fen: so.Mapped[int] = so.mapped_column(sa.BigInteger)
+    buyer_region: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
+    channel: so.Mapped[str] = so.mapped_column(sa.String(32), default="")
+    external_id: so.Mapped[str | None] = so.mapped_column(sa.String(128))
+    idempotency_key: so.Mapped[str | None] = so.mapped_column(sa.String(160))
+    #: Digest of the order's payload: a repeat with another payload is a conflict.
+    payload_hash: so.Mapped[str] = so.mapped_column(sa.String(32))
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default="paid")
+    created_at: so.Mapped[datetime]
+    #: Whole minutes since the session started; the timeline groups by it.
+    minute: so.Mapped[int]
+    #: Transaction ids of the insert and of the refund (see core.db).
+    txid: so.Mapped[int] = so.mapped_column(sa.BigInteger)
+    refunded_at: so.Mapped[datetime | None]
+    refund_txid: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
+
+
+class SessionResult(Base):
+    """A session's figures, computed from SQL once when it ends."""
+
+    __tablename__ = "session_results"
+
+    session_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("live_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    computed_at: so.Mapped[datetime]
+    version: so.Mapped[int] = so.mapped_column(sa.BigInteger)
+    amount_fen: so.Mapped[int] = so.mapped_column(sa.BigInteger)
+    orders: so.Mapped[int]
+    items: so.Mapped[int] = so.mapped_column(sa.BigInteger)
+    refunded_orders: so.Mapped[int]
+    refunded_fen: so.Mapped[int] = so.mapped_column(sa.BigInteger)
+    by_product: so.Mapped[dict[str, Any]]
+    by_region: so.Mapped[dict[str, Any]]
+    timeline: so.Mapped[list[Any]]
+    peak_minute: so.Mapped[int | None]
+    duration_s: so.Mapped[int]

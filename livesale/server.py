@@ -1,0 +1,48 @@
+"""Running livesale under gunicorn with gevent workers.
+
+gevent is the production async mode: one worker holds thousands of idle
+WebSocket viewers cheaply, psycopg 3 and redis-py cooperate with it once the
+worker has monkey-patched the standard library, and it is maintained
+(eventlet is not). gunicorn runs as a child process so its workers import
+livesale only after gevent has patched (nothing is imported in the master).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+
+
+def gunicorn_command(*, host: str, port: int, workers: int = 1, worker_connections: int = 2000) -> list[str]:
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--worker-class", "gevent",
+        "--workers", str(workers),
+        "--worker-connections", str(worker_connections),
+        "--bind", f"{host}:{port}",
+        "--graceful-timeout", "20",
+        "--no-control-socket",
+        "livesale.wsgi:app",
+    ]
+
+
+def run_gunicorn(command: list[str], env: Mapping[str, str]) -> int:
+    """Run gunicorn until it exits; returns its exit code.
+
+    SIGINT and SIGTERM are passed on as SIGTERM, gunicorn's graceful
+    shutdown: in-flight requests finish before the workers exit.
+    """
+    child = subprocess.Popen(command, env={**os.environ, **env})
+
+    def forward(signum: int, _frame: object) -> None:
+        child.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

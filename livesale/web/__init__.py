@@ -1,0 +1,69 @@
+"""The web layer: blueprints, JSON errors, health check, security headers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import redis
+import sqlalchemy as sa
+from flask import Flask, Response, jsonify, render_template
+from flask.json.provider import JSONProvider
+
+from livesale.extensions import backend
+
+from . import api, errors
+
+
+class OrjsonProvider(JSONProvider):
+    """orjson for responses (fast, UTF-8 as is); the stdlib for the rare loads."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return orjson.loads(s)
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        obj = self._prepare_response_obj(args, kwargs)
+        return self._app.response_class(
+            orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS), mimetype="application/json"
+        )
+
+
+def init_app(app: Flask) -> None:
+    app.json = OrjsonProvider(app)
+    errors.init_app(app)
+    app.register_blueprint(api.bp)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        """Whether the database and Redis answer; 503 if one does not."""
+        store = backend.store
+        status = {"db": "ok", "redis": "ok"}
+        try:
+            with store.db.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            status["db"] = "down"
+        try:
+            store.totals.redis.ping()
+        except redis.RedisError:
+            status["redis"] = "down"
+        response = jsonify(status)
+        response.status_code = 200 if set(status.values()) == {"ok"} else 503
+        return response
+
+    @app.get("/")
+    def index() -> str:
+        """A landing page pointing at the API."""
+        return render_template("index.html")
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        # Only the widget (a later blueprint) may be framed; it sets its own.
+        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response

@@ -1,0 +1,189 @@
+"""The HTTP API, ``/api/v1``: a thin layer of JSON in, core call, JSON out."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from livesale.core import orders as order_service
+from livesale.core import sessions as session_service
+from livesale.core import validation
+from livesale.core.errors import InvalidInput
+from livesale.extensions import backend
+
+from .auth import api_auth
+from .openapi import openapi_document
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_body() -> Any:
+    """The request body as JSON; 400 naming ``body`` if it is not JSON."""
+    if not request.is_json:
+        raise InvalidInput("send a JSON body with Content-Type: application/json", field="body", code="bad_request")
+    try:
+        return json.loads(request.get_data(cache=False), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}", field="body", code="bad_request") from None
+
+
+def _int_arg(name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit():
+        raise InvalidInput("must be a whole number", field=name)
+    return validation.integer(int(raw), name, minimum=minimum, maximum=maximum)
+
+
+def _date_arg(name: str, *, end: bool = False) -> datetime | None:
+    """``YYYY-MM-DD`` (a day in China time) or an ISO date-time with offset."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if len(raw) == 10:
+        try:
+            day = datetime.strptime(raw, "%Y-%m-%d").date()
+        except ValueError:
+            raise InvalidInput("must be YYYY-MM-DD or an ISO 8601 date-time", field=name) from None
+        # "to=2026-06-30" includes that whole day.
+        if end:
+            day += timedelta(days=1)
+        return datetime.combine(day, time.min, DEFAULT_TZ)
+    return validation.parse_datetime(raw, name)
+
+
+def _created(body: dict[str, Any], created: bool = True) -> Response:
+    response = jsonify(body)
+    response.status_code = 201 if created else 200
+    return response
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 description of this API."""
+    return jsonify(openapi_document())
+
+
+@bp.post("/sessions")
+@api_auth
+def create_session() -> Response:
+    """Create a scheduled session with its products."""
+    data = validation.parse_session(json_body())
+    info = session_service.create_session(backend.store, actor=g.actor, data=data)
+    response = _created(session_service.session_view(info))
+    response.headers["Location"] = f"/api/v1/sessions/{info.id}"
+    return response
+
+
+@bp.get("/sessions")
+@api_auth
+def list_sessions() -> Response:
+    """Sessions the caller may see, newest first, filtered and paginated."""
+    limit = _int_arg("limit", 50, minimum=1, maximum=200)
+    offset = _int_arg("offset", 0, minimum=0, maximum=10**9)
+    q = request.args.get("q") or None
+    village = request.args.get("village") or None
+    if q is not None:
+        q = validation.text(q, "q", max_length=100)
+    if village is not None:
+        village = validation.text(village, "village", max_length=100)
+    sessions, total = session_service.list_sessions(
+        backend.store,
+        actor=g.actor,
+        status=request.args.get("status") or None,
+        village=village,
+        q=q,
+        start_from=_date_arg("from"),
+        start_to=_date_arg("to", end=True),
+        limit=limit,
+        offset=offset,
+    )
+    return jsonify(
+        sessions=[session_service.session_view(s) for s in sessions], total=total, limit=limit, offset=offset
+    )
+
+
+@bp.get("/sessions/<int:session_id>")
+@api_auth
+def get_session(session_id: int) -> Response:
+    info = session_service.get_session(backend.store, actor=g.actor, session_id=session_id)
+    return jsonify(session_service.session_view(info))
+
+
+@bp.post("/sessions/<int:session_id>/start")
+@api_auth
+def start_session(session_id: int) -> Response:
+    """Open the session for orders."""
+    info = session_service.start_session(backend.store, actor=g.actor, session_id=session_id)
+    return jsonify(session_service.session_view(info))
+
+
+@bp.post("/sessions/<int:session_id>/end")
+@api_auth
+def end_session(session_id: int) -> Response:
+    """Close the session and persist its results."""
+    info = session_service.end_session(backend.store, actor=g.actor, session_id=session_id)
+    return jsonify(session_service.session_view(info))
+
+
+@bp.post("/sessions/<int:session_id>/orders")
+@api_auth
+def record_orders(session_id: int) -> Response:
+    """Record one order or a batch ``{"orders": [...]}``; 201 if new, 200 for a repeat."""
+    key = validation.idempotency_key(request.headers.get("Idempotency-Key"))
+    orders, is_batch = validation.parse_order_request(json_body(), max_batch=current_app.config["MAX_BATCH"])
+    recorded = order_service.record_orders(
+        backend.store, actor=g.actor, session_id=session_id, orders=orders,
+        idempotency_key=key, is_batch=is_batch,
+    )
+    if is_batch:
+        return _created({"orders": recorded.orders, "totals": recorded.totals}, recorded.created)
+    return _created({"order": recorded.orders[0], "totals": recorded.totals}, recorded.created)
+
+
+@bp.post("/sessions/<int:session_id>/orders/<order_id>/refund")
+@api_auth
+def refund_order(session_id: int, order_id: str) -> Response:
+    """Refund an order; refunding it again changes nothing."""
+    order, totals = order_service.refund_order(backend.store, actor=g.actor, session_id=session_id, order_id=order_id)
+    return jsonify(order=order, totals=totals)
+
+
+@bp.get("/sessions/<int:session_id>/orders")
+@api_auth
+def list_orders(session_id: int) -> Response:
+    """Orders oldest first; pass ``next`` back as ``after`` for the next page."""
+    session_service.get_session(backend.store, actor=g.actor, session_id=session_id)
+    limit = _int_arg("limit", 100, minimum=1, maximum=1000)
+    page, cursor = order_service.list_orders(
+        backend.store, session_id=session_id, after=request.args.get("after") or None, limit=limit
+    )
+    return jsonify(orders=page, next=cursor)
+
+
+@bp.get("/sessions/<int:session_id>/totals")
+@api_auth
+def totals(session_id: int) -> Response:
+    """Current totals: live from Redis (rebuilt from SQL if lost), ended from the results."""
+    info = session_service.get_session(backend.store, actor=g.actor, session_id=session_id)
+    return jsonify(session_service.session_totals(backend.store, info=info))
+
+
+@bp.get("/sessions/<int:session_id>/results")
+@api_auth
+def results(session_id: int) -> Response:
+    """The results persisted when the session ended."""
+    info = session_service.get_session(backend.store, actor=g.actor, session_id=session_id)
+    return jsonify(session_service.session_results(backend.store, info=info))
+

@@ -1,0 +1,68 @@
+"""Errors as JSON: ``{"error": {"code", "message", "field"}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from livesale.core import errors as core_errors
+
+log = logging.getLogger(__name__)
+
+STATUS = {
+    core_errors.InvalidInput: 422,
+    core_errors.NotFound: 404,
+    core_errors.Conflict: 409,
+    core_errors.Unauthorized: 401,
+    core_errors.Forbidden: 403,
+    core_errors.Unavailable: 503,
+}
+
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
+              422: "invalid", 429: "rate_limited", 500: "internal", 503: "unavailable"}
+
+
+def error_response(status: int, message: str, *, code: str | None = None, field: str | None = None) -> Response:
+    """A JSON error response built from the status code."""
+    body: dict[str, str] = {"code": code or HTTP_CODES.get(status, "error"), "message": message}
+    if field is not None:
+        body["field"] = field
+    response = jsonify(error=body)
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="livesale"'
+    return response
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/healthz" or request.accept_mimetypes.best == "application/json"
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(core_errors.DomainError)
+    def _domain(exc: core_errors.DomainError) -> Response:
+        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
+        return error_response(status, exc.message, code=exc.code, field=exc.field)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):  # type: ignore[no-untyped-def]
+        if not wants_json():
+            return exc
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if status == 413:
+            message = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        response = error_response(status, message)
+        if status == 405 and exc.get_response().headers.get("Allow"):
+            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if wants_json():
+            return error_response(500, "internal error; the request was not completed")
+        return "Internal Server Error", 500

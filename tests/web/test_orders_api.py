@@ -1,0 +1,100 @@
+"""The order API contract: recording, idempotency, refunds, lifecycle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import Api
+
+
+def orders_url(session: dict[str, Any]) -> str:
+    return f"/api/v1/sessions/{session['id']}/orders"
+
+
+def test_single_order_defaults_price_and_moves_totals(host_api: Api, live_session: dict[str, Any]) -> None:
+    r = host_api.post(orders_url(live_session), json={"sku": "APRICOT-5KG", "quantity": 3, "buyer_region": "浙江杭州"})
+    assert r.status_code == 201, r.json
+    order, totals = r.json["order"], r.json["totals"]
+    assert order["unit_price_fen"] == 6980 and order["amount_fen"] == 3 * 6980
+    assert order["status"] == "paid"
+    assert totals["amount_fen"] == 20940 and totals["orders"] == 1 and totals["items"] == 3
+    assert totals["by_product"]["APRICOT-5KG"] == {"quantity": 3, "amount_fen": 20940}
+    assert totals["by_product"]["DRIED-1KG"] == {"quantity": 0, "amount_fen": 0}
+    assert totals["by_region"] == {"浙江杭州": {"orders": 1, "amount_fen": 20940}}
+
+
+def test_idempotency_key_repeat_counts_once_and_conflicts_on_other_payload(host_api: Api, live_session: dict[str, Any]) -> None:
+    body = {"sku": "DRIED-1KG", "quantity": 2}
+    first = host_api.post(orders_url(live_session), json=body, headers={"Idempotency-Key": "abc-1"})
+    again = host_api.post(orders_url(live_session), json=body, headers={"Idempotency-Key": "abc-1"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json["order"]["id"] == first.json["order"]["id"]
+    assert again.json["totals"]["amount_fen"] == 11800
+    other = host_api.post(orders_url(live_session), json={"sku": "DRIED-1KG", "quantity": 3},
+                          headers={"Idempotency-Key": "abc-1"})
+    assert other.status_code == 409
+    assert other.json["error"]["field"] == "Idempotency-Key"
+    totals = host_api.get(f"/api/v1/sessions/{live_session['id']}/totals").json
+    assert totals["orders"] == 1 and totals["amount_fen"] == 11800
+
+
+def test_batch_is_all_or_nothing(host_api: Api, live_session: dict[str, Any]) -> None:
+    bad = {"orders": [{"sku": "APRICOT-5KG", "quantity": 1}, {"sku": "NOPE", "quantity": 1}]}
+    r = host_api.post(orders_url(live_session), json=bad)
+    assert r.status_code == 422 and r.json["error"]["field"] == "orders[1].sku"
+    listed = host_api.get(orders_url(live_session)).json
+    assert listed["orders"] == []
+    good = {"orders": [{"sku": "APRICOT-5KG", "quantity": 1, "external_id": "dy-1"},
+                       {"sku": "DRIED-1KG", "quantity": 2, "external_id": "dy-2"}]}
+    r = host_api.post(orders_url(live_session), json=good)
+    assert r.status_code == 201 and len(r.json["orders"]) == 2
+    assert r.json["totals"]["amount_fen"] == 6980 + 2 * 5900
+    # The same batch again (an import re-run): nothing new, nothing counted twice.
+    r = host_api.post(orders_url(live_session), json=good)
+    assert r.status_code == 200
+    assert r.json["totals"]["amount_fen"] == 6980 + 2 * 5900
+
+
+def test_refund_is_idempotent_and_keeps_the_row(host_api: Api, live_session: dict[str, Any]) -> None:
+    order = host_api.post(orders_url(live_session), json={"sku": "APRICOT-5KG", "quantity": 2}).json["order"]
+    host_api.post(orders_url(live_session), json={"sku": "DRIED-1KG", "quantity": 1})
+    url = f"{orders_url(live_session)}/{order['id']}/refund"
+    first, second = host_api.post(url), host_api.post(url)
+    assert first.status_code == second.status_code == 200
+    assert first.json["order"]["status"] == "refunded"
+    assert second.json["totals"] == {**first.json["totals"], "version": second.json["totals"]["version"],
+                                     "updated_at": second.json["totals"]["updated_at"]}
+    assert first.json["totals"]["amount_fen"] == 5900 and first.json["totals"]["orders"] == 1
+    rows = host_api.get(orders_url(live_session)).json["orders"]
+    assert [r["status"] for r in rows] == ["refunded", "paid"]
+
+
+def test_end_refuses_orders_and_serves_results(host_api: Api, live_session: dict[str, Any]) -> None:
+    host_api.post(orders_url(live_session), json={"sku": "APRICOT-5KG", "quantity": 1, "buyer_region": "上海"})
+    host_api.post(orders_url(live_session), json={"sku": "DRIED-1KG", "quantity": 4, "buyer_region": "上海"})
+    live_version = host_api.get(f"/api/v1/sessions/{live_session['id']}/totals").json["version"]
+    ended = host_api.post(f"/api/v1/sessions/{live_session['id']}/end")
+    assert ended.status_code == 200 and ended.json["status"] == "ended"
+    late = host_api.post(orders_url(live_session), json={"sku": "DRIED-1KG", "quantity": 1})
+    assert late.status_code == 409 and late.json["error"]["code"] == "session_ended"
+    results = host_api.get(f"/api/v1/sessions/{live_session['id']}/results").json
+    assert results["amount_fen"] == 6980 + 4 * 5900 and results["orders"] == 2 and results["items"] == 5
+    assert results["by_region"] == {"上海": {"orders": 2, "amount_fen": 6980 + 4 * 5900}}
+    assert results["timeline"] == [{"minute": 0, "amount_fen": 6980 + 4 * 5900, "orders": 2}]
+    assert results["peak_minute"] == 0 and results["duration_s"] >= 0
+    totals = host_api.get(f"/api/v1/sessions/{live_session['id']}/totals").json
+    assert totals["status"] == "ended" and totals["amount_fen"] == results["amount_fen"]
+    assert totals["version"] > live_version
+
+
+def test_redis_flush_is_rebuilt_from_sql(host_api: Api, live_session: dict[str, Any], redis_client: Any) -> None:
+    for quantity in (1, 2, 3):
+        host_api.post(orders_url(live_session), json={"sku": "APRICOT-5KG", "quantity": quantity})
+    before = host_api.get(f"/api/v1/sessions/{live_session['id']}/totals").json
+    redis_client.flushdb()
+    after = host_api.get(f"/api/v1/sessions/{live_session['id']}/totals").json
+    assert after["amount_fen"] == before["amount_fen"] == 6 * 6980
+    assert after["version"] > before["version"]
+    redis_client.flushdb()
+    r = host_api.post(orders_url(live_session), json={"sku": "APRICOT-5KG", "quantity": 1})
+    assert r.json["totals"]["amount_fen"] == 7 * 6980 and r.json["totals"]["orders"] == 4
