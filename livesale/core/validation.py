@@ -27,9 +27,12 @@ MAX_HOSTS = 20
 CURRENCIES = ("CNY",)
 SESSION_STATUSES = ("scheduled", "live", "ended")
 
-SKU_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# Control characters (C0, DEL, C1) have no place in names or regions.
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline ("SKU\n").
+SKU_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+# Control characters (C0, DEL, C1) have no place in names or regions; nor
+# have line/paragraph separators, nor lone surrogates (JSON can spell them as
+# "\ud800", but they are not text: no database or JSON encoder accepts them).
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 ORDER_FIELDS = frozenset(
     {"sku", "quantity", "unit_price_fen", "buyer_region", "channel", "external_id", "currency"}
@@ -42,6 +45,11 @@ def _path(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
+def _printable_key(key: str) -> str:
+    """A client-sent key made safe to echo back in an error (no lone surrogates)."""
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def require_object(value: Any, field: str) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInput("must be a JSON object", field=field or "body")
@@ -51,7 +59,7 @@ def require_object(value: Any, field: str) -> Mapping[str, Any]:
 def reject_unknown(data: Mapping[str, Any], allowed: frozenset[str], prefix: str = "") -> None:
     for key in data:
         if key not in allowed:
-            raise InvalidInput("unknown field", field=_path(prefix, str(key)))
+            raise InvalidInput("unknown field", field=_path(prefix, _printable_key(str(key))))
 
 
 def integer(value: Any, field: str, *, minimum: int, maximum: int) -> int:
@@ -252,7 +260,10 @@ def parse_datetime(value: Any, field: str) -> datetime:
         raise InvalidInput("must be an ISO 8601 date-time with a UTC offset", field=field) from exc
     if parsed.tzinfo is None:
         raise InvalidInput("must include a UTC offset (e.g. +08:00)", field=field)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise InvalidInput("is out of range", field=field) from None
 
 
 def parse_product(data: Any, prefix: str) -> ProductInput:

@@ -36,6 +36,11 @@ def init_app(app: Flask) -> None:
     errors.init_app(app)
     app.register_blueprint(api.bp)
 
+    @app.get("/livez")
+    def livez() -> Response:
+        """Liveness: the process answers (no database or Redis round trip)."""
+        return jsonify(status="ok")
+
     @app.get("/healthz")
     def healthz() -> Response:
         """Whether the database and Redis answer; 503 if one does not."""
