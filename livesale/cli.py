@@ -93,7 +93,8 @@ def user_add(name: str, role: str, no_password: bool) -> None:
         if sys.stdin.isatty():
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         else:
-            password = sys.stdin.readline().rstrip("\n")
+            # One line; its line ending (\n or \r\n) is not part of the password.
+            password = sys.stdin.readline().rstrip("\r\n")
     try:
         with write_transaction(backend.store.db) as conn:
             auth.create_user(conn, name=name, role=role, password=password)
@@ -152,6 +153,16 @@ def totals_rebuild(session: int | None) -> None:
                     sa.select(tables.live_sessions.c.id).where(tables.live_sessions.c.status == "live")
                 ).scalars().all()
         else:
+            with store.db.connect() as conn:
+                status = conn.execute(
+                    sa.select(tables.live_sessions.c.status).where(tables.live_sessions.c.id == session)
+                ).scalar()
+            if status is None:
+                raise click.ClickException(f"no session {session}")
+            if status != "live":
+                # Only live sessions have running totals: a scheduled one has
+                # none yet, an ended one has its final results in SQL.
+                raise click.ClickException(f"session {session} is {status}; only a live session has running totals")
             ids = [session]
         for sid in ids:
             started = time.perf_counter()

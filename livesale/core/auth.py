@@ -74,6 +74,8 @@ def create_user(conn: sa.Connection, *, name: str, role: str, password: str | No
 
 def issue_token(conn: sa.Connection, *, user_name: str, label: str | None = None) -> str:
     """Create a token for a user and return it; only its hash is stored."""
+    if label is not None:
+        label = text(label, "label", max_length=100) or None
     user_id = conn.execute(sa.select(t.users.c.id).where(t.users.c.name == user_name)).scalar()
     if user_id is None:
         raise NotFound(f"no user named {user_name!r}", field="name")

@@ -46,8 +46,12 @@ def _path(prefix: str, name: str) -> str:
 
 
 def _printable_key(key: str) -> str:
-    """A client-sent key made safe to echo back in an error (no lone surrogates)."""
-    return key.encode("utf-8", "backslashreplace").decode("utf-8")
+    """A client-sent key made safe to echo back in an error.
+
+    Lone surrogates (which no JSON encoder accepts) are escaped, and the empty
+    key is shown as ``""`` so the error still names a field.
+    """
+    return key.encode("utf-8", "backslashreplace").decode("utf-8") if key else '""'
 
 
 def require_object(value: Any, field: str) -> Mapping[str, Any]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, time, timedelta
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
+from functools import wraps
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,15 +15,33 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from livesale.core import orders as order_service
 from livesale.core import sessions as session_service
 from livesale.core import validation
-from livesale.core.errors import InvalidInput
+from livesale.core.errors import InvalidInput, NotFound
 from livesale.extensions import backend
 
 from .auth import api_auth
-from .openapi import openapi_document
+from .openapi import MAX_ID, openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _session_in_range(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Ids are 32-bit on PostgreSQL: a larger one is no such session (404), not an overflow (500).
+
+    Checked in the view, after ``@api_auth`` (no token is a 401 whatever the id), and
+    not with ``int(max=...)``: a converter that refuses a value after the path matched
+    makes werkzeug answer 405 when the path has rules for other methods.
+    """
+
+    @wraps(view)
+    def wrapper(*args: Any, session_id: int, **kwargs: Any) -> Response:
+        if session_id > MAX_ID:
+            raise NotFound(f"no session {session_id}")
+        return view(*args, session_id=session_id, **kwargs)
+
+    return wrapper
 
 
 def _reject_constant(name: str) -> Any:
@@ -43,7 +64,10 @@ def _int_arg(name: str, default: int, *, minimum: int, maximum: int) -> int:
         return default
     if not raw.isascii() or not raw.isdigit():
         raise InvalidInput("must be a whole number", field=name)
-    return validation.integer(int(raw), name, minimum=minimum, maximum=maximum)
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > len(str(maximum)):  # int() refuses over 4300 digits; none of them is in range
+        raise InvalidInput(f"must be between {minimum} and {maximum}", field=name)
+    return validation.integer(int(digits), name, minimum=minimum, maximum=maximum)
 
 
 def _date_arg(name: str, *, end: bool = False) -> datetime | None:
@@ -53,13 +77,19 @@ def _date_arg(name: str, *, end: bool = False) -> datetime | None:
         return None
     if len(raw) == 10:
         try:
+            if not _DATE_RE.fullmatch(raw):
+                raise ValueError(raw)
             day = datetime.strptime(raw, "%Y-%m-%d").date()
         except ValueError:
             raise InvalidInput("must be YYYY-MM-DD or an ISO 8601 date-time", field=name) from None
-        # "to=2026-06-30" includes that whole day.
-        if end:
-            day += timedelta(days=1)
-        return datetime.combine(day, time.min, DEFAULT_TZ)
+        try:
+            # "to=2026-06-30" includes that whole day.
+            if end:
+                day += timedelta(days=1)
+            # In UTC now: the database layer would convert it, and fail on 0001-01-01.
+            return datetime.combine(day, time.min, DEFAULT_TZ).astimezone(UTC)
+        except OverflowError:
+            raise InvalidInput("is out of range", field=name) from None
     return validation.parse_datetime(raw, name)
 
 
@@ -116,6 +146,7 @@ def list_sessions() -> Response:
 
 @bp.get("/sessions/<int:session_id>")
 @api_auth
+@_session_in_range
 def get_session(session_id: int) -> Response:
     info = session_service.get_session(backend.store, actor=g.actor, session_id=session_id)
     return jsonify(session_service.session_view(info))
@@ -123,6 +154,7 @@ def get_session(session_id: int) -> Response:
 
 @bp.post("/sessions/<int:session_id>/start")
 @api_auth
+@_session_in_range
 def start_session(session_id: int) -> Response:
     """Open the session for orders."""
     info = session_service.start_session(backend.store, actor=g.actor, session_id=session_id)
@@ -131,6 +163,7 @@ def start_session(session_id: int) -> Response:
 
 @bp.post("/sessions/<int:session_id>/end")
 @api_auth
+@_session_in_range
 def end_session(session_id: int) -> Response:
     """Close the session and persist its results."""
     info = session_service.end_session(backend.store, actor=g.actor, session_id=session_id)
@@ -139,6 +172,7 @@ def end_session(session_id: int) -> Response:
 
 @bp.post("/sessions/<int:session_id>/orders")
 @api_auth
+@_session_in_range
 def record_orders(session_id: int) -> Response:
     """Record one order or a batch ``{"orders": [...]}``; 201 if new, 200 for a repeat."""
     key = validation.idempotency_key(request.headers.get("Idempotency-Key"))
@@ -154,6 +188,7 @@ def record_orders(session_id: int) -> Response:
 
 @bp.post("/sessions/<int:session_id>/orders/<order_id>/refund")
 @api_auth
+@_session_in_range
 def refund_order(session_id: int, order_id: str) -> Response:
     """Refund an order; refunding it again changes nothing."""
     order, totals = order_service.refund_order(backend.store, actor=g.actor, session_id=session_id, order_id=order_id)
@@ -162,6 +197,7 @@ def refund_order(session_id: int, order_id: str) -> Response:
 
 @bp.get("/sessions/<int:session_id>/orders")
 @api_auth
+@_session_in_range
 def list_orders(session_id: int) -> Response:
     """Orders oldest first; pass ``next`` back as ``after`` for the next page."""
     session_service.get_session(backend.store, actor=g.actor, session_id=session_id)
@@ -174,6 +210,7 @@ def list_orders(session_id: int) -> Response:
 
 @bp.get("/sessions/<int:session_id>/totals")
 @api_auth
+@_session_in_range
 def totals(session_id: int) -> Response:
     """Current totals: live from Redis (rebuilt from SQL if lost), ended from the results."""
     info = session_service.get_session(backend.store, actor=g.actor, session_id=session_id)
@@ -182,6 +219,7 @@ def totals(session_id: int) -> Response:
 
 @bp.get("/sessions/<int:session_id>/results")
 @api_auth
+@_session_in_range
 def results(session_id: int) -> Response:
     """The results persisted when the session ended."""
     info = session_service.get_session(backend.store, actor=g.actor, session_id=session_id)

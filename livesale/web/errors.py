@@ -25,11 +25,16 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
               422: "invalid", 429: "rate_limited", 500: "internal", 503: "unavailable"}
 
 
+def _encodable(value: str) -> str:
+    """``value`` with lone surrogates escaped: no JSON encoder takes them, and an error must not fail."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_response(status: int, message: str, *, code: str | None = None, field: str | None = None) -> Response:
     """A JSON error response built from the status code."""
-    body: dict[str, str] = {"code": code or HTTP_CODES.get(status, "error"), "message": message}
+    body: dict[str, str] = {"code": code or HTTP_CODES.get(status, "error"), "message": _encodable(message)}
     if field is not None:
-        body["field"] = field
+        body["field"] = _encodable(field)
     response = jsonify(error=body)
     response.status_code = status
     if status == 401:
@@ -45,6 +50,8 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(core_errors.DomainError)
     def _domain(exc: core_errors.DomainError) -> Response:
         status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
+        if exc.code == "bad_request":  # the body is not JSON at all: 400, not 422
+            status = 400
         return error_response(status, exc.message, code=exc.code, field=exc.field)
 
     @app.errorhandler(HTTPException)

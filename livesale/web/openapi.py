@@ -1,9 +1,755 @@
-"""The OpenAPI document of ``/api/v1`` (filled in by the OpenAPI work)."""
+"""The OpenAPI 3.1 document of ``/api/v1``, ``/healthz`` and ``/livez``, served at ``/api/v1/openapi.json``.
+
+A plain dict built by small helpers, once per process. It must stay true to
+the code: ``tests/web/test_openapi.py`` checks that every route is described
+and runs schemathesis against the app with every check enabled.
+
+Where the validator's rules are more than JSON Schema can say (text is
+NFC-normalised and trimmed before its length is counted; catalogue SKUs and
+duplicate SKUs / external ids depend on the data), the schema says as much as
+it can exactly and the descriptions say the rest.
+"""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
+
+from livesale.config import DEFAULTS
+from livesale.core import validation as v
+
+Schema = dict[str, Any]
+
+API = "/api/v1"
+MAX_BATCH = DEFAULTS["MAX_BATCH"]
+MAX_BODY_BYTES = DEFAULTS["MAX_CONTENT_LENGTH"]
+#: Session ids are ``integer`` columns, 32-bit on PostgreSQL; a larger id in a path is a 404.
+MAX_ID = 2**31 - 1
+
+# Characters ``str.strip()`` removes, and control characters, as regex class bodies.
+_SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+# Any day but the first and the last Python knows: their instants may fall outside years
+# 1-9999 once in UTC (0001-01-01T00:00+08:00, 9999-12-31T23:00-08:00), which is a 422.
+_DAY = (
+    r"(?:(?:000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-[0-9]{2}-[0-9]{2}"
+    r"|0001-(?:0[2-9]|1[0-2])-[0-9]{2}|0001-01-(?:0[2-9]|[12][0-9]|3[01])"
+    r"|9999-(?:0[1-9]|1[01])-[0-9]{2}|9999-12-(?:[0-2][0-9]|30))"
+)
+
+INTEGER_LITERAL = "An integer literal (2, not 2.0 or 2e0)."
+ERROR_CODES = (
+    "bad_request (400: the body is not JSON), unauthorized, forbidden, not_found, method_not_allowed, "
+    "too_large, invalid (422), session_ended, session_not_live, session_not_ended, idempotency_conflict, "
+    "retry (409), unavailable (503), internal (500)"
+)
+
+
+# --- schema helpers -------------------------------------------------------------------------------
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    """``schema`` or ``null``."""
+    out = copy.deepcopy(schema)
+    if "$ref" in out:
+        return {"oneOf": [out, {"type": "null"}]}
+    kind = out["type"]
+    out["type"] = [*(kind if isinstance(kind, list) else [kind]), "null"]
+    if "enum" in out:
+        out["enum"] = [*out["enum"], None]
+    return out
+
+
+def integer(minimum: int | None = None, maximum: int | None = None, **extra: Any) -> Schema:
+    schema: Schema = {"type": "integer", **extra}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    if maximum is not None:
+        schema["maximum"] = maximum
+    if maximum is not None and maximum > 2**31 - 1 or minimum is not None and minimum < -(2**31):
+        schema.setdefault("format", "int64")
+    return schema
+
+
+def int_input(minimum: int, maximum: int, **extra: Any) -> Schema:
+    """An integer in a request body: written as an integer literal (``2``; ``2.0`` and ``2e0`` are refused)."""
+    schema = integer(minimum, maximum, **extra)
+    schema["description"] = (extra.get("description", "") + " " + INTEGER_LITERAL).strip()
+    return schema
+
+
+def string(**extra: Any) -> Schema:
+    return {"type": "string", **extra}
+
+
+def text(max_length: int, *, required: bool, description: str = "") -> Schema:
+    """A text field as ``validation.text`` accepts it.
+
+    The value is NFC-normalised and trimmed, then it must not contain control
+    characters (C0, DEL, C1, U+2028, U+2029) and must hold at most
+    ``max_length`` characters (and at least one if required). The pattern says
+    exactly that of the trimmed part, so leading and trailing white space
+    (control or not) is allowed and not counted. What it cannot say: NFC can
+    change the length (``e`` + U+0301 is one character; U+0958 is two).
+    """
+    visible = f"[^{_SPACE}{_CONTROL}]"
+    core = f"{visible}([^{_CONTROL}]{{0,{max_length - 2}}}{visible})?"
+    if not required:
+        core = f"({core})?"
+    rule = (
+        f"Trimmed and NFC-normalised, then at most {max_length} characters"
+        f"{', not blank' if required else ''}; no control characters."
+    )
+    return string(
+        pattern=f"^[{_SPACE}]*{core}[{_SPACE}]*$",
+        description=f"{description} {rule}".strip(),
+    )
+
+
+def obj(properties: dict[str, Schema], *, required: tuple[str, ...] = (), closed: bool = True, **extra: Any) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    schema.update(extra)
+    return schema
+
+
+def response_object(properties: dict[str, Schema], **extra: Any) -> Schema:
+    """A response object: every property is always present; nothing else is."""
+    return obj(properties, required=tuple(properties), **extra)
+
+
+def json_content(schema: Schema, **extra: Any) -> dict[str, Any]:
+    return {"application/json": {"schema": schema, **extra}}
+
+
+def response(description: str, schema: Schema, *, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description, "content": json_content(schema)}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def error_ref(status: int) -> dict[str, Any]:
+    return {"$ref": f"#/components/responses/{ERROR_RESPONSES[status][0]}"}
+
+
+def responses(ok: dict[int, dict[str, Any]], *errors: int) -> dict[str, Any]:
+    out: dict[str, Any] = {str(status): copy.deepcopy(body) for status, body in ok.items()}
+    for status in sorted(errors):
+        out[str(status)] = error_ref(status)
+    return out
+
+
+def path_param(name: str, schema: Schema, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
+def query_param(name: str, schema: Schema, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def operation(
+    operation_id: str,
+    summary: str,
+    tag: str,
+    resp: dict[str, Any],
+    *,
+    parameters: list[dict[str, Any]] | None = None,
+    body: Schema | None = None,
+    body_examples: dict[str, Any] | None = None,
+    public: bool = False,
+    description: str | None = None,
+    links: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": operation_id, "summary": summary, "tags": [tag]}
+    if description:
+        op["description"] = description
+    if parameters:
+        op["parameters"] = parameters
+    if body is not None:
+        content = json_content(body)
+        if body_examples:
+            content["application/json"]["examples"] = body_examples
+        op["requestBody"] = {"required": True, "content": content}
+    op["responses"] = resp
+    if public:
+        op["security"] = []
+    if links:
+        for status, status_links in links.items():
+            op["responses"][status]["links"] = status_links
+    return op
+
+
+# --- components -----------------------------------------------------------------------------------
+
+SKU = string(
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+    description="1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+    examples=["APRICOT-5KG"],
+)
+TIMESTAMP = string(format="date-time", description="UTC, RFC 3339 (e.g. 2026-06-01T12:00:00.123456Z).")
+DATE_TIME_INPUT = string(
+    format="date-time",
+    maxLength=40,
+    pattern=f"^{_DAY}T",
+    description="An RFC 3339 date-time with a UTC offset (e.g. 2026-06-01T20:00:00+08:00); stored in UTC. "
+    "Not on 0001-01-01 or 9999-12-31, whose instants may not exist in UTC (422).",
+)
+FEN = integer(format="int64", description="An amount of money in fen (1/100 yuan).")
+COUNT = integer(0)
+
+
+def _timezones() -> list[str]:
+    return sorted(v._timezones())
+
+
+def product_input() -> Schema:
+    return obj(
+        {
+            "sku": SKU,
+            "name": text(200, required=True),
+            "unit": nullable(text(50, required=False, description="e.g. '2.5 kg box'; null is \"\".")),
+            "unit_price_fen": int_input(0, v.MAX_UNIT_PRICE_FEN),
+            "stock": nullable(int_input(0, v.MAX_STOCK)),
+        },
+        required=("sku", "name", "unit_price_fen"),
+    )
+
+
+def session_create() -> Schema:
+    return obj(
+        {
+            "title": text(200, required=True),
+            "village": nullable(text(100, required=False, description='null is "".')),
+            "hosts": {"type": "array", "maxItems": v.MAX_HOSTS, "items": text(50, required=True)},
+            "platform": nullable(text(50, required=False, description='e.g. "douyin"; null is "".')),
+            "goal_fen": int_input(0, v.MAX_GOAL_FEN, default=0),
+            "currency": string(enum=list(v.CURRENCIES), default="CNY"),
+            "timezone": string(enum=_timezones(), default="Asia/Shanghai", description="An IANA time zone."),
+            "products": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": v.MAX_PRODUCTS,
+                "items": ref("ProductInput"),
+                "description": "No two products may share a SKU (422 naming products[i].sku).",
+            },
+            "scheduled_start": nullable(DATE_TIME_INPUT),
+            "planned_duration_min": int_input(1, 24 * 60, default=120),
+        },
+        required=("title", "products"),
+        description="A session to create. Unknown fields are refused (422).",
+    )
+
+
+def order_input() -> Schema:
+    return obj(
+        {
+            "sku": {**SKU, "description": "A product SKU of this session (else 422 naming the field)."},
+            "quantity": int_input(1, v.MAX_QUANTITY),
+            "unit_price_fen": nullable(
+                int_input(0, v.MAX_UNIT_PRICE_FEN, description="Defaults (null or absent) to the product's price.")
+            ),
+            "buyer_region": nullable(text(v.TEXT_LIMITS["buyer_region"], required=False)),
+            "channel": nullable(text(v.TEXT_LIMITS["channel"], required=False)),
+            "external_id": nullable(
+                text(
+                    v.TEXT_LIMITS["external_id"],
+                    required=False,
+                    description="The platform's order id: a repeat with the same payload is the same order "
+                    "(200), with another payload a conflict (409). Blank or null means none.",
+                )
+            ),
+            "currency": string(enum=list(v.CURRENCIES), description="If given, the session's currency."),
+        },
+        required=("sku", "quantity"),
+    )
+
+
+def order_batch() -> Schema:
+    return obj(
+        {
+            "orders": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH,
+                "items": ref("OrderInput"),
+                "description": f"At most {MAX_BATCH} orders (the MAX_BATCH setting); no external_id twice "
+                "(422 naming orders[i].external_id). All or nothing.",
+            }
+        },
+        required=("orders",),
+    )
+
+
+def product() -> Schema:
+    return response_object(
+        {
+            "sku": string(),
+            "name": string(),
+            "unit": string(),
+            "unit_price_fen": integer(0, v.MAX_UNIT_PRICE_FEN),
+            "stock": nullable(integer(0, v.MAX_STOCK)),
+        }
+    )
+
+
+def session() -> Schema:
+    return response_object(
+        {
+            "id": integer(1, MAX_ID),
+            "title": string(),
+            "village": string(),
+            "hosts": {"type": "array", "items": string()},
+            "platform": string(),
+            "status": string(enum=list(v.SESSION_STATUSES)),
+            "goal_fen": integer(0, v.MAX_GOAL_FEN),
+            "currency": string(enum=list(v.CURRENCIES)),
+            "timezone": string(),
+            "products": {"type": "array", "items": ref("Product")},
+            "widget_key": string(description="The key of the session's public widget."),
+            "scheduled_start": nullable(TIMESTAMP),
+            "planned_duration_min": integer(1, 24 * 60),
+            "started_at": nullable(TIMESTAMP),
+            "ended_at": nullable(TIMESTAMP),
+        }
+    )
+
+
+def order() -> Schema:
+    return response_object(
+        {
+            "id": string(format="uuid"),
+            "session_id": integer(1, MAX_ID),
+            "sku": string(),
+            "quantity": integer(1, v.MAX_QUANTITY),
+            "unit_price_fen": integer(0, v.MAX_UNIT_PRICE_FEN),
+            "amount_fen": integer(0, v.MAX_QUANTITY * v.MAX_UNIT_PRICE_FEN),
+            "buyer_region": string(),
+            "channel": string(),
+            "external_id": nullable(string()),
+            "status": string(enum=["paid", "refunded"]),
+            "created_at": TIMESTAMP,
+            "refunded_at": nullable(TIMESTAMP),
+        }
+    )
+
+
+def totals() -> Schema:
+    return response_object(
+        {
+            "session_id": integer(1, MAX_ID),
+            "status": string(enum=list(v.SESSION_STATUSES)),
+            "version": integer(0, format="int64", description="Rises with every change; compare, don't count."),
+            "amount_fen": FEN,
+            "orders": integer(),
+            "items": integer(format="int64"),
+            "goal_fen": integer(0, v.MAX_GOAL_FEN),
+            "currency": string(enum=list(v.CURRENCIES)),
+            "by_product": {
+                "type": "object",
+                "description": "Every product of the session by SKU, zero if unsold.",
+                "additionalProperties": response_object({"quantity": integer(format="int64"), "amount_fen": FEN}),
+            },
+            "by_region": {
+                "type": "object",
+                "description": 'By buyer region ("" when not given), highest amount first.',
+                "additionalProperties": response_object({"orders": integer(), "amount_fen": FEN}),
+            },
+            "updated_at": nullable(TIMESTAMP),
+        },
+        description="Paid orders only (refunds excluded).",
+    )
+
+
+def results() -> Schema:
+    base = totals()
+    props = dict(base["properties"])
+    props.update(
+        {
+            "status": string(enum=["ended"]),
+            "updated_at": TIMESTAMP,
+            "timeline": {
+                "type": "array",
+                "description": "Per minute since the start, up to the last minute with sales.",
+                "items": response_object({"minute": COUNT, "amount_fen": FEN, "orders": integer()}),
+            },
+            "peak_minute": nullable(COUNT),
+            "duration_s": COUNT,
+            "refunded_orders": COUNT,
+            "refunded_fen": integer(0, format="int64"),
+            "started_at": TIMESTAMP,
+            "ended_at": TIMESTAMP,
+        }
+    )
+    return response_object(props, description="The totals persisted when the session ended, and more.")
+
+
+def error() -> Schema:
+    return response_object(
+        {
+            "error": obj(
+                {
+                    "code": string(description=f"Machine-readable: {ERROR_CODES}."),
+                    "message": string(description="For people."),
+                    "field": string(description="The offending field, e.g. orders[3].quantity or Idempotency-Key."),
+                },
+                required=("code", "message"),
+            )
+        }
+    )
+
+
+ERROR_RESPONSES: dict[int, tuple[str, str]] = {
+    400: ("BadRequest", "The body is not JSON, or not sent as application/json (code bad_request, field body)."),
+    401: ("Unauthorized", "No valid bearer token."),
+    403: ("Forbidden", "The caller's role or ownership does not allow this."),
+    404: ("NotFound", "No such session or order (also for an id that is not a valid number or UUID)."),
+    409: ("Conflict", "The request contradicts the session's state, or reuses a key for another payload."),
+    413: ("TooLarge", f"The body is larger than {MAX_BODY_BYTES} bytes (the MAX_CONTENT_LENGTH setting)."),
+    422: ("Invalid", "A field is wrong; field names it (code invalid)."),
+    503: ("Unavailable", "The totals store (Redis) is unavailable; try again."),
+}
+
+
+def components() -> dict[str, Any]:
+    error_responses = {}
+    for status, (name, description) in ERROR_RESPONSES.items():
+        body = response(description, ref("Error"))
+        if status == 401:
+            body["headers"] = {
+                "WWW-Authenticate": {"required": True, "schema": string(), "description": 'Bearer realm="livesale"'}
+            }
+        error_responses[name] = body
+    return {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API token (ls_...) from `livesale token issue NAME`.",
+            }
+        },
+        "schemas": {
+            "ProductInput": product_input(),
+            "SessionCreate": session_create(),
+            "OrderInput": order_input(),
+            "OrderBatch": order_batch(),
+            "Product": product(),
+            "Session": session(),
+            "SessionList": response_object(
+                {
+                    "sessions": {"type": "array", "items": ref("Session")},
+                    "total": COUNT,
+                    "limit": integer(1, 200),
+                    "offset": integer(0, 10**9),
+                }
+            ),
+            "Order": order(),
+            "OrderList": response_object(
+                {
+                    "orders": {"type": "array", "items": ref("Order")},
+                    "next": nullable(string(format="uuid", description="Pass as `after` for the next page.")),
+                }
+            ),
+            "Totals": totals(),
+            "Results": results(),
+            "OrderRecorded": response_object({"order": ref("Order"), "totals": ref("Totals")}),
+            "OrdersRecorded": response_object(
+                {"orders": {"type": "array", "items": ref("Order")}, "totals": ref("Totals")}
+            ),
+            "Health": response_object(
+                {"db": string(enum=["ok", "down"]), "redis": string(enum=["ok", "down"])}
+            ),
+            "Error": error(),
+        },
+        "responses": error_responses,
+        "parameters": {
+            "SessionId": path_param("session_id", integer(1, MAX_ID), "The session's id."),
+            "IdempotencyKey": {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Makes a retry safe: the same key with the same body is the same order(s), "
+                "answered 200; with another body, 409. In a batch, item i gets the key `<key>#i`. "
+                "1-128 printable ASCII characters after trimming.",
+                "schema": string(
+                    pattern=r"^[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0]*[!-~]([ -~]{0,126}[!-~])?"
+                    r"[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0]*$"
+                ),
+            },
+        },
+    }
+
+
+# --- paths ----------------------------------------------------------------------------------------
+
+SESSION_ID = {"$ref": "#/components/parameters/SessionId"}
+SESSION_LINK = {"session_id": "$response.body#/id"}
+
+
+def _session_links() -> dict[str, dict[str, Any]]:
+    return {
+        name: {"operationId": op, "parameters": SESSION_LINK}
+        for name, op in (
+            ("GetSession", "getSession"),
+            ("StartSession", "startSession"),
+            ("EndSession", "endSession"),
+            ("RecordOrders", "recordOrders"),
+            ("ListOrders", "listOrders"),
+            ("GetTotals", "getTotals"),
+            ("GetResults", "getResults"),
+        )
+    }
+
+
+def paths() -> dict[str, Any]:
+    session_ok = {200: response("The session.", ref("Session"))}
+    recorded = {
+        "oneOf": [ref("OrderRecorded"), ref("OrdersRecorded")],
+        "description": '{"order", "totals"} for a single order; {"orders", "totals"} for a batch.',
+    }
+    date_bound = string(
+        anyOf=[
+            {"maxLength": 0},
+            {"format": "date", "pattern": f"^{_DAY}$"},
+            DATE_TIME_INPUT,
+        ]
+    )
+    return {
+        "/healthz": {
+            "get": operation(
+                "health",
+                "Whether the database and Redis answer",
+                "meta",
+                {
+                    "200": response("Both answer.", ref("Health")),
+                    "503": response("One does not.", ref("Health")),
+                },
+                public=True,
+            )
+        },
+        "/livez": {
+            "get": operation(
+                "live",
+                "Whether the process answers (no database or Redis round trip)",
+                "meta",
+                {"200": response("It does.", response_object({"status": string(enum=["ok"])}))},
+                public=True,
+            )
+        },
+        f"{API}/openapi.json": {
+            "get": operation(
+                "openapi",
+                "This document",
+                "meta",
+                {"200": response("The OpenAPI 3.1 document.", {"type": "object"})},
+                public=True,
+            )
+        },
+        f"{API}/sessions": {
+            "post": operation(
+                "createSession",
+                "Create a scheduled session with its products",
+                "sessions",
+                responses(
+                    {
+                        201: response(
+                            "Created.",
+                            ref("Session"),
+                            headers={
+                                "Location": {
+                                    "required": True,
+                                    "schema": string(),
+                                    "description": "/api/v1/sessions/{id}",
+                                }
+                            },
+                        )
+                    },
+                    400, 401, 403, 413, 422,
+                ),
+                body=ref("SessionCreate"),
+                body_examples={
+                    "apricots": {
+                        "value": {
+                            "title": "喀什杏子直播",
+                            "village": "疏附县",
+                            "hosts": ["阿依古丽"],
+                            "platform": "douyin",
+                            "goal_fen": 6_000_000,
+                            "products": [
+                                {"sku": "APRICOT-5KG", "name": "鲜杏 5斤", "unit": "2.5 kg box",
+                                 "unit_price_fen": 6980, "stock": 100},
+                                {"sku": "DRIED-1KG", "name": "杏干 1公斤", "unit": "1 kg bag", "unit_price_fen": 5900},
+                            ],
+                        }
+                    }
+                },
+                links={"201": _session_links()},
+            ),
+            "get": operation(
+                "listSessions",
+                "Sessions the caller may see, newest first",
+                "sessions",
+                responses({200: response("A page of sessions.", ref("SessionList"))}, 401, 422),
+                description="Hosts see their own sessions; admins and officials see all. "
+                "An empty filter value is the same as none.",
+                parameters=[
+                    query_param("limit", integer(1, 200, default=50), "Page size."),
+                    query_param("offset", integer(0, 10**9, default=0), "Sessions to skip."),
+                    query_param("status", string(enum=["", *v.SESSION_STATUSES]), "Only sessions in this state."),
+                    query_param("village", text(100, required=False), "Only sessions of this village (exact)."),
+                    query_param("q", text(100, required=False), "Title or village contains this."),
+                    query_param(
+                        "from", date_bound,
+                        "Sessions dated (started, else scheduled, else created) at or after this: a day "
+                        "(YYYY-MM-DD, China time) or a date-time with offset.",
+                    ),
+                    query_param("to", date_bound, "... and before this (a day includes that whole day)."),
+                ],
+            ),
+        },
+        f"{API}/sessions/{{session_id}}": {
+            "parameters": [SESSION_ID],
+            "get": operation(
+                "getSession", "A session", "sessions", responses(session_ok, 401, 403, 404)
+            ),
+        },
+        f"{API}/sessions/{{session_id}}/start": {
+            "parameters": [SESSION_ID],
+            "post": operation(
+                "startSession",
+                "Open the session for orders",
+                "sessions",
+                responses(session_ok, 401, 403, 404, 409, 503),
+                description="Starting a live session changes nothing; an ended one is a 409 (session_ended).",
+            ),
+        },
+        f"{API}/sessions/{{session_id}}/end": {
+            "parameters": [SESSION_ID],
+            "post": operation(
+                "endSession",
+                "Close the session and persist its results",
+                "sessions",
+                responses(session_ok, 401, 403, 404, 409),
+                description="Ending an ended session returns it unchanged; a scheduled one is a 409 "
+                "(session_not_live).",
+            ),
+        },
+        f"{API}/sessions/{{session_id}}/orders": {
+            "parameters": [SESSION_ID],
+            "post": operation(
+                "recordOrders",
+                "Record one order, or a batch of them",
+                "orders",
+                responses(
+                    {
+                        201: response("At least one order is new.", recorded),
+                        200: response("Every order repeated a known one (same key, same payload).", recorded),
+                    },
+                    400, 401, 403, 404, 409, 413, 422, 503,
+                ),
+                description="The session must be live (409 session_not_live / session_ended otherwise). "
+                "Orders are validated before anything is stored: an invalid batch stores nothing.",
+                parameters=[{"$ref": "#/components/parameters/IdempotencyKey"}],
+                body={"oneOf": [ref("OrderInput"), ref("OrderBatch")]},
+                body_examples={
+                    "single": {"value": {"sku": "APRICOT-5KG", "quantity": 2, "buyer_region": "浙江杭州",
+                                         "channel": "douyin", "external_id": "dy-1001"}},
+                    "batch": {"value": {"orders": [{"sku": "APRICOT-5KG", "quantity": 1},
+                                                   {"sku": "DRIED-1KG", "quantity": 3, "unit_price_fen": 5500}]}},
+                },
+            ),
+            "get": operation(
+                "listOrders",
+                "The session's orders, oldest first",
+                "orders",
+                responses({200: response("A page of orders.", ref("OrderList"))}, 401, 403, 404, 422),
+                parameters=[
+                    query_param("limit", integer(1, 1000, default=100), "Page size."),
+                    query_param(
+                        "after",
+                        string(anyOf=[{"maxLength": 0}, {"format": "uuid"}]),
+                        "`next` of the previous page: an order id of this session (else 422).",
+                    ),
+                ],
+            ),
+        },
+        f"{API}/sessions/{{session_id}}/orders/{{order_id}}/refund": {
+            "parameters": [
+                SESSION_ID,
+                path_param("order_id", string(format="uuid"), "The order's id (anything else is a 404)."),
+            ],
+            "post": operation(
+                "refundOrder",
+                "Refund an order",
+                "orders",
+                responses(
+                    {200: response("The refunded order and the totals.", ref("OrderRecorded"))},
+                    401, 403, 404, 409, 503,
+                ),
+                description="The order leaves every total and keeps its row. Refunding it again changes "
+                "nothing; after the session has ended, 409 (session_ended).",
+            ),
+        },
+        f"{API}/sessions/{{session_id}}/totals": {
+            "parameters": [SESSION_ID],
+            "get": operation(
+                "getTotals",
+                "Current totals",
+                "totals",
+                responses({200: response("The totals.", ref("Totals"))}, 401, 403, 404, 503),
+                description="Live: from Redis (rebuilt from SQL if lost). Ended: the persisted results. "
+                "Scheduled: zeros.",
+            ),
+        },
+        f"{API}/sessions/{{session_id}}/results": {
+            "parameters": [SESSION_ID],
+            "get": operation(
+                "getResults",
+                "The results persisted when the session ended",
+                "totals",
+                responses({200: response("The results.", ref("Results"))}, 401, 403, 404, 409),
+                description="409 (session_not_ended) until the session has ended.",
+            ),
+        },
+    }
+
+
+def build_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "livesale",
+            "version": "1",
+            "description": "Live sales tracking for livestream selling sessions. Money is integer fen; "
+            "times are UTC. Every error is JSON: "
+            '{"error": {"code", "message", "field"?}}.',
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "tags": [
+            {"name": "sessions"},
+            {"name": "orders"},
+            {"name": "totals"},
+            {"name": "meta"},
+        ],
+        "paths": paths(),
+        "components": components(),
+    }
+
+
+_DOCUMENT: dict[str, Any] | None = None
 
 
 def openapi_document() -> dict[str, Any]:
-    return {"openapi": "3.1.0", "info": {"title": "livesale", "version": "1"}, "paths": {}}
+    """The document, built on first use and then shared (treat it as read-only)."""
+    global _DOCUMENT
+    if _DOCUMENT is None:
+        _DOCUMENT = build_document()
+    return _DOCUMENT
