@@ -223,9 +223,10 @@ class ServerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         command = gunicorn_command(host="127.0.0.1", port=self.port, workers=self.workers)
         command[0] = sys.executable
-        self.proc = subprocess.Popen(
-            command, env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT
-        )
+        # The child gets its own copy of the descriptor; ours is closed at once
+        # (left open it leaks, a ResourceWarning that filterwarnings=error fails on).
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -157,8 +157,17 @@ def record_orders(
                     "refund_txid": None,
                 }
             )
+        # Insert in one canonical order. On PostgreSQL an insert that meets an
+        # uncommitted row with the same external id or key waits for that
+        # transaction; two batches overlapping in opposite orders would wait
+        # for each other (a deadlock, one of them failing). Taking the keys
+        # in sorted order makes every transaction wait in the same direction.
+        in_key_order = sorted(
+            rows, key=lambda r: (r["external_id"] is None, r["external_id"] or "", r["idempotency_key"] or "")
+        )
         inserted_ids = {
-            r[0] for r in conn.execute(insert_ignoring_conflicts(conn, t.orders).returning(t.orders.c.id), rows)
+            r[0]
+            for r in conn.execute(insert_ignoring_conflicts(conn, t.orders).returning(t.orders.c.id), in_key_order)
         }
         inserted = [r for r in rows if r["id"] in inserted_ids]
         repeated = [r for r in rows if r["id"] not in inserted_ids]
@@ -179,9 +188,9 @@ def _totals_after(store: Store, info: SessionInfo, txid: int, rows: list[dict[st
     if not rows:
         return session_totals(store, info=info)
     live = store.totals.apply(session_id=info.id, txid=txid, delta=_delta(rows, sign=sign))
-    if live is None:
-        # Redis lost the figures; the change was parked and the rebuild
-        # counts it exactly once.
+    if live is None or not store.totals.verified(info.id):
+        # Redis lost the figures (the change was parked), or this process has
+        # not checked them yet: the rebuild counts the change exactly once.
         live = live_totals(store, session_id=info.id)
     return totals_view(info, live.figures, version=live.version, updated_at=iso_ms(live.updated_at_ms))
 

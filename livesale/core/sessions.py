@@ -288,10 +288,12 @@ def end_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
 
 
 def live_totals(store: Store, *, session_id: int) -> LiveTotals:
-    """Running totals from Redis, rebuilt from SQL first if Redis lost them."""
-    current = store.totals.read(session_id=session_id)
-    if current is not None:
-        return current
+    """Running totals from Redis, rebuilt from SQL first if Redis lost them.
+
+    They are also rebuilt on this process's first use of the session (see
+    ``TotalsEngine.verified``): that is what repairs a change whose writer
+    died between its SQL commit and its Redis call.
+    """
     return rebuild_totals(store, session_id=session_id, force=False)
 
 

@@ -23,6 +23,16 @@ in ``pending`` and replayed by the rebuild under the same rule. A rebuild
 whose lock disappeared (a FLUSHALL, an expiry) starts over from a fresh
 snapshot, so a rebuild can never write figures older than what Redis shows.
 
+A change is missing from Redis only if its writer stopped between the SQL
+commit and the script call: the process died (a crash, ``kill -9``) or the
+call failed (Redis unreachable). Neither can be seen from Redis, so each
+engine only *trusts* figures it has verified: the first use of a session by
+an engine rebuilds them from a snapshot taken after the engine started, and
+a failed script call withdraws the trust until the next rebuild. A dead
+process is always followed by a new one (gunicorn replaces workers, an
+operator restarts the server), and that new engine's first use repairs
+whatever the dead one left out, for every process.
+
 ``version`` is ``max(previous + 1, Redis time in µs)``: it rises with every
 change, and still rises after Redis lost everything, because it follows the
 clock (clients ignore versions older than the one they show).
@@ -191,6 +201,21 @@ class TotalsEngine:
         self._apply = client.register_script(_APPLY_LUA)
         self._write = client.register_script(_WRITE_LUA)
         self._release = client.register_script(_RELEASE_LUA)
+        #: Sessions whose figures this engine rebuilt itself, with no failed
+        #: script call of its own since (see ``verified``).
+        self._verified: set[int] = set()
+        #: Failed script calls so far; a rebuild verifies only if none happened during it.
+        self._failures = 0
+
+    def verified(self, session_id: int) -> bool:
+        """Whether this engine vouches that Redis has every change committed so far.
+
+        False until the engine has rebuilt the session itself (a new process
+        may be replacing one that died between a commit and its script call)
+        and again after one of its script calls failed. Callers then rebuild
+        (``rebuild`` without ``force`` does it), which restores the trust.
+        """
+        return session_id in self._verified
 
     def apply(self, *, session_id: int, txid: int, delta: Figures) -> LiveTotals | None:
         """Add one committed write transaction's change; ``None`` if the figures are missing.
@@ -202,8 +227,14 @@ class TotalsEngine:
         args += _fields(delta)
         try:
             result = self._apply(keys=_keys(session_id), args=args)
-        except redis.RedisError as exc:
-            raise Unavailable("the totals store (Redis) is unavailable") from exc
+        except BaseException as exc:
+            # The change may or may not have reached Redis: stop trusting the
+            # figures until a rebuild (which counts it exactly once either way).
+            self._failures += 1
+            self._verified.discard(session_id)
+            if isinstance(exc, redis.RedisError):
+                raise Unavailable("the totals store (Redis) is unavailable") from exc
+            raise
         return _parse(result[1]) if result[0] == 1 else None
 
     def read(self, *, session_id: int) -> LiveTotals | None:
@@ -228,15 +259,18 @@ class TotalsEngine:
         """Make Redis hold the figures of ``load()`` plus every change since.
 
         Without ``force``, figures already present are returned as they are
-        (someone else rebuilt them first). ``load`` must return the SQL
-        snapshot and the figures read under it.
+        if this engine has ``verified`` them; unverified figures are rebuilt
+        (or, while someone else holds the rebuild lock, returned as they are
+        and verified on a later call). ``load`` must return the SQL snapshot
+        and the figures read under it.
         """
         keys = _keys(session_id)
         deadline = time.monotonic() + self._wait_s
         while True:
+            current = None
             if not force:
                 current = self.read(session_id=session_id)
-                if current is not None:
+                if current is not None and session_id in self._verified:
                     return current
             token = secrets.token_hex(16)
             try:
@@ -244,26 +278,37 @@ class TotalsEngine:
             except redis.RedisError as exc:
                 raise Unavailable("the totals store (Redis) is unavailable") from exc
             if locked:
+                failures = self._failures
                 try:
                     snapshot, figures = load()
                     args: list[str | int] = [token, _snap_text(snapshot), int(time.time() * 1000)]
                     result = self._write(keys=keys, args=args + _fields(figures))
-                except BaseException:
+                except BaseException as exc:
                     self._release_quietly(keys[2], token)
+                    if isinstance(exc, redis.RedisError):
+                        raise Unavailable("the totals store (Redis) is unavailable") from exc
                     raise
                 if result[0] == 1:
+                    # A script call of ours that failed meanwhile may belong to a
+                    # commit our snapshot did not see: then stay unverified.
+                    if self._failures == failures:
+                        self._verified.add(session_id)
                     return _parse(result[1])
                 # The lock vanished under us (flushed or expired): our snapshot
                 # may be older than changes applied since, so start over.
                 continue
+            if current is not None:
+                # Another process is rebuilding: these figures serve for now.
+                return current
             if time.monotonic() > deadline:
                 raise Unavailable("totals are being rebuilt; try again shortly")
-            # Another process is rebuilding; its result serves us too.
+            # Another process is rebuilding the missing figures; its result serves us too.
             force = False
             time.sleep(0.01)
 
     def discard(self, *, session_id: int) -> None:
         """Forget a session's running figures (its results now live in SQL)."""
+        self._verified.discard(session_id)
         try:
             self.redis.delete(*_keys(session_id))
         except redis.RedisError:
