@@ -263,7 +263,7 @@ def bench_database(name: str, db_url: str, redis_url: str, opts: argparse.Namesp
             b = run_clients("closed", opts.clients, f"{base}/livez", token, "baseline", opts.seconds, opts.conns, 2)
             s = run_clients("closed", opts.clients, orders_url, token, "single", opts.seconds, opts.conns, 3)
             o = run_clients("open", 1, orders_url, token, opts.rate, opts.seconds, 4)
-            bt = run_clients("closed", 1, orders_url, token, "batch", opts.seconds, 2, 5)
+            bt = run_clients("closed", 1, orders_url, token, "batch", opts.seconds, 2 * opts.workers, 5)
             base_rps = b["count"] / opts.seconds
             single_rps = s["count"] / opts.seconds
             rows += [

@@ -108,6 +108,9 @@ class LiveSession(Base):
     # SQLite only: a counter bumped by every write transaction of the session,
     # used as the transaction id (see core.db.begin_session_write).
     write_seq: so.Mapped[int] = so.mapped_column(sa.BigInteger, default=0)
+    #: Bumped by every change to the session's description or products, so
+    #: processes can cache the catalogue they price orders with.
+    catalog_version: so.Mapped[int] = so.mapped_column(default=0)
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
 
     products: so.Mapped[list[Product]] = so.relationship(

@@ -99,8 +99,35 @@ class SessionLock:
     status: str
     started_at: datetime | None
     owner_id: int | None
+    catalog_version: int
     #: Id of this write transaction, comparable with ``Snapshot``.
     txid: int
+
+
+_s = t.live_sessions
+# Built once: statement construction costs more than SQLite's execution of them.
+# SQLite serialises writers, so a per-session counter bumped inside the write
+# lock orders transactions exactly as they commit.
+_PIN_SQLITE = (
+    sa.update(_s)
+    .where(_s.c.id == sa.bindparam("sid"))
+    .values(write_seq=_s.c.write_seq + 1)
+    .returning(_s.c.status, _s.c.started_at, _s.c.owner_id, _s.c.catalog_version, _s.c.write_seq)
+)
+# FOR SHARE lets many order writers run at once while ``end`` (an UPDATE)
+# waits for them; READ COMMITTED re-reads the row after a concurrent update,
+# so the status seen here is current.
+_PIN_POSTGRES = (
+    sa.select(
+        _s.c.status,
+        _s.c.started_at,
+        _s.c.owner_id,
+        _s.c.catalog_version,
+        sa.cast(sa.cast(sa.func.pg_current_xact_id(), sa.Text), sa.BigInteger),
+    )
+    .where(_s.c.id == sa.bindparam("sid"))
+    .with_for_update(read=True)
+)
 
 
 def begin_session_write(conn: sa.Connection, session_id: int) -> SessionLock | None:
@@ -109,33 +136,13 @@ def begin_session_write(conn: sa.Connection, session_id: int) -> SessionLock | N
     While pinned, the session cannot change status (ending waits for us), so
     an order is never added to a session whose results are being computed.
     """
-    s = t.live_sessions
-    if is_sqlite(conn):
-        # SQLite serialises writers, so a per-session counter bumped inside
-        # the write lock orders transactions exactly as they commit.
-        row = conn.execute(
-            sa.update(s)
-            .where(s.c.id == session_id)
-            .values(write_seq=s.c.write_seq + 1)
-            .returning(s.c.status, s.c.started_at, s.c.owner_id, s.c.write_seq)
-        ).one_or_none()
-    else:
-        # FOR SHARE lets many order writers run at once while ``end`` (an
-        # UPDATE) waits for them; READ COMMITTED re-reads the row after a
-        # concurrent update, so the status seen here is current.
-        row = conn.execute(
-            sa.select(
-                s.c.status,
-                s.c.started_at,
-                s.c.owner_id,
-                sa.cast(sa.cast(sa.func.pg_current_xact_id(), sa.Text), sa.BigInteger),
-            )
-            .where(s.c.id == session_id)
-            .with_for_update(read=True)
-        ).one_or_none()
+    statement = _PIN_SQLITE if is_sqlite(conn) else _PIN_POSTGRES
+    row = conn.execute(statement, {"sid": session_id}).one_or_none()
     if row is None:
         return None
-    return SessionLock(status=row[0], started_at=row[1], owner_id=row[2], txid=int(row[3]))
+    return SessionLock(
+        status=row[0], started_at=row[1], owner_id=row[2], catalog_version=row[3], txid=int(row[4])
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -172,8 +179,14 @@ def read_snapshot(conn: sa.Connection, session_id: int) -> Snapshot:
     )
 
 
+_INSERT_IGNORING: dict[tuple[str, str], sa.Insert] = {}
+
+
 def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table) -> sa.Insert:
-    """``INSERT … ON CONFLICT DO NOTHING`` for the connection's dialect."""
-    if is_sqlite(conn):
-        return sqlite.insert(table).on_conflict_do_nothing()
-    return postgresql.insert(table).on_conflict_do_nothing()
+    """``INSERT … ON CONFLICT DO NOTHING`` for the connection's dialect (built once)."""
+    key = (conn.dialect.name, table.name)
+    statement = _INSERT_IGNORING.get(key)
+    if statement is None:
+        module = sqlite if is_sqlite(conn) else postgresql
+        statement = _INSERT_IGNORING[key] = module.insert(table).on_conflict_do_nothing()
+    return statement

@@ -10,7 +10,9 @@ totals are rebuilt from SQL (see ``core.totals``).
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,8 +23,9 @@ from livesale.models import utcnow
 from . import tables as t
 from .auth import Actor, require_writer
 from .db import begin_session_write, insert_ignoring_conflicts, write_transaction
-from .errors import Conflict, Forbidden, InvalidInput, NotFound
+from .errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, Unavailable
 from .figures import Figures
+from .results import load_live_figures
 from .sessions import SessionInfo, Store, iso_ms, live_totals, load_session, session_totals, totals_view
 from .validation import OrderInput
 
@@ -98,6 +101,29 @@ def _existing_for(conn: sa.Connection, session_id: int, rows: list[dict[str, Any
     return found
 
 
+_INSERT_ORDERS: dict[str, sa.Insert] = {}
+
+
+def _insert_orders(conn: sa.Connection) -> sa.Insert:
+    """``INSERT INTO orders … ON CONFLICT DO NOTHING RETURNING 1``, built once per dialect."""
+    statement = _INSERT_ORDERS.get(conn.dialect.name)
+    if statement is None:
+        statement = _INSERT_ORDERS[conn.dialect.name] = insert_ignoring_conflicts(conn, t.orders).returning(
+            sa.literal_column("1")
+        )
+    return statement
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _OrderRequest:
+    """One call of ``record_orders``: what a group commit carries."""
+
+    actor: Actor
+    orders: list[OrderInput]
+    idempotency_key: str | None
+    is_batch: bool
+
+
 def record_orders(
     store: Store,
     *,
@@ -112,51 +138,97 @@ def record_orders(
     A repeat of a known order (same ``external_id`` or idempotency key, same
     payload) returns the stored order and changes no total; the same key
     with another payload is a ``Conflict`` and nothing is stored.
+
+    Single orders arriving together for one session are committed together
+    (``core.groupcommit``); a batch is its own transaction, so that a
+    conflict anywhere in it rolls back all of it.
     """
     require_writer(actor)
+    request = _OrderRequest(actor=actor, orders=orders, idempotency_key=idempotency_key, is_batch=is_batch)
+
+    def commit(group: Sequence[_OrderRequest]) -> list[Recorded | DomainError]:
+        return _commit_group(store, session_id, group)
+
+    if is_batch:
+        outcome: object = commit([request])[0]
+    else:
+        outcome = store.group_commit.run(session_id, request, commit)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    assert isinstance(outcome, Recorded)
+    return outcome
+
+
+def _rows_for(
+    request: _OrderRequest, *, session_id: int, prices: dict[str, int], txid: int, now: datetime, minute: int
+) -> list[dict[str, Any]]:
+    rows = []
+    for i, order in enumerate(request.orders):
+        if order.sku not in prices:
+            raise InvalidInput("is not a product of this session", field=_field(order, "sku"))
+        price = prices[order.sku] if order.unit_price_fen is None else order.unit_price_fen
+        key = request.idempotency_key
+        if key is not None and request.is_batch:
+            key = f"{key}#{i}"
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "session_id": session_id,
+                "sku": order.sku,
+                "quantity": order.quantity,
+                "unit_price_fen": price,
+                "amount_fen": order.quantity * price,
+                "buyer_region": order.buyer_region,
+                "channel": order.channel,
+                "external_id": order.external_id,
+                "idempotency_key": key,
+                "payload_hash": order.payload_hash(price),
+                "status": "paid",
+                "created_at": now,
+                "minute": minute,
+                "txid": txid,
+                "refunded_at": None,
+                "refund_txid": None,
+                "_order": order,
+            }
+        )
+    return rows
+
+
+def _commit_group(store: Store, session_id: int, group: Sequence[_OrderRequest]) -> list[Recorded | DomainError]:
+    """Write the orders of ``group`` in one transaction; one outcome per request.
+
+    Errors that concern the session (missing, not live) fail the whole group
+    by raising; errors of one request (another host's session, an unknown
+    sku, a key reused with another payload) fail only that request.
+    """
     now = utcnow()
+    outcomes: list[Recorded | DomainError | None] = [None] * len(group)
+    rows_of: dict[int, list[dict[str, Any]]] = {}
     with write_transaction(store.db) as conn:
         lock = begin_session_write(conn, session_id)
         if lock is None:
             raise NotFound(f"no session {session_id}")
-        if not actor.can_manage(lock.owner_id):
-            raise Forbidden("this session belongs to another host")
         if lock.status != "live":
             code = "session_ended" if lock.status == "ended" else "session_not_live"
             raise Conflict(f"the session is {lock.status}; it does not accept orders", code=code)
         assert lock.started_at is not None
-        info = load_session(conn, session_id=session_id)
+        info = store.catalog.get(conn, lock, session_id)
         prices = {p.sku: p.unit_price_fen for p in info.products}
         minute = max(0, int((now - lock.started_at).total_seconds() // 60))
-        rows = []
-        for i, order in enumerate(orders):
-            if order.sku not in prices:
-                raise InvalidInput("is not a product of this session", field=_field(order, "sku"))
-            price = prices[order.sku] if order.unit_price_fen is None else order.unit_price_fen
-            key = None
-            if idempotency_key is not None:
-                key = f"{idempotency_key}#{i}" if is_batch else idempotency_key
-            rows.append(
-                {
-                    "id": uuid.uuid4(),
-                    "session_id": session_id,
-                    "sku": order.sku,
-                    "quantity": order.quantity,
-                    "unit_price_fen": price,
-                    "amount_fen": order.quantity * price,
-                    "buyer_region": order.buyer_region,
-                    "channel": order.channel,
-                    "external_id": order.external_id,
-                    "idempotency_key": key,
-                    "payload_hash": order.payload_hash(price),
-                    "status": "paid",
-                    "created_at": now,
-                    "minute": minute,
-                    "txid": lock.txid,
-                    "refunded_at": None,
-                    "refund_txid": None,
-                }
-            )
+        for index, request in enumerate(group):
+            if not request.actor.can_manage(lock.owner_id):
+                outcomes[index] = Forbidden("this session belongs to another host")
+                continue
+            try:
+                rows_of[index] = _rows_for(
+                    request, session_id=session_id, prices=prices, txid=lock.txid, now=now, minute=minute
+                )
+            except InvalidInput as exc:
+                if request.is_batch:
+                    raise
+                outcomes[index] = exc
+        rows = [row for index in rows_of for row in rows_of[index]]
         # Insert in one canonical order. On PostgreSQL an insert that meets an
         # uncommitted row with the same external id or key waits for that
         # transaction; two batches overlapping in opposite orders would wait
@@ -165,33 +237,81 @@ def record_orders(
         in_key_order = sorted(
             rows, key=lambda r: (r["external_id"] is None, r["external_id"] or "", r["idempotency_key"] or "")
         )
-        inserted_ids = {
-            r[0]
-            for r in conn.execute(insert_ignoring_conflicts(conn, t.orders).returning(t.orders.c.id), in_key_order)
-        }
-        inserted = [r for r in rows if r["id"] in inserted_ids]
+        inserted_ids = _insert(conn, in_key_order)
         repeated = [r for r in rows if r["id"] not in inserted_ids]
         existing = _existing_for(conn, session_id, repeated) if repeated else {}
-        for r in repeated:
-            if existing[r["id"]]["payload_hash"] != r["payload_hash"]:
-                which = "external_id" if r["external_id"] is not None else "Idempotency-Key"
-                field = _field(orders[rows.index(r)], "external_id") if which == "external_id" else which
-                raise Conflict(f"this {which} was already used for a different order", field=field,
-                               code="idempotency_conflict")
+        for index, request_rows in rows_of.items():
+            for r in request_rows:
+                if r["id"] in existing and existing[r["id"]]["payload_hash"] != r["payload_hash"]:
+                    which = "external_id" if r["external_id"] is not None else "Idempotency-Key"
+                    field = _field(r["_order"], "external_id") if which == "external_id" else which
+                    conflict = Conflict(
+                        f"this {which} was already used for a different order", field=field,
+                        code="idempotency_conflict",
+                    )
+                    # A batch is all or nothing: undo the whole transaction
+                    # (it is alone in it). A single order's row was not
+                    # inserted, so refusing it leaves nothing behind.
+                    if group[index].is_batch:
+                        raise conflict
+                    outcomes[index] = conflict
+                    break
         # Leaving the block commits: the orders are durable from here on.
-    views = [order_view(existing.get(r["id"], r)) for r in rows]
-    return Recorded(orders=views, created=bool(inserted), totals=_totals_after(store, info, lock.txid, inserted, 1))
+    inserted = [r for r in rows if r["id"] in inserted_ids]
+    totals = _totals_after(store, info, lock.txid, inserted, 1)
+    for index, request_rows in rows_of.items():
+        if outcomes[index] is None:
+            outcomes[index] = Recorded(
+                orders=[order_view(existing.get(r["id"], r)) for r in request_rows],
+                created=any(r["id"] in inserted_ids for r in request_rows),
+                totals=totals,
+            )
+    return outcomes  # type: ignore[return-value]
+
+
+def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+    """Insert ``rows`` skipping conflicts; the ids of the rows inserted."""
+    if not rows:
+        return set()
+    # RETURNING a constant only counts the inserted rows, which is cheap; the
+    # ids are looked up only when something conflicted (a retry).
+    returned = len(conn.execute(_insert_orders(conn), [_stored(r) for r in rows]).all())
+    if returned == len(rows):
+        return {r["id"] for r in rows}
+    o = t.orders
+    ids = [r["id"] for r in rows]
+    return set(conn.execute(sa.select(o.c.id).where(o.c.id.in_(ids))).scalars())
+
+
+def _stored(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "_order"}
 
 
 def _totals_after(store: Store, info: SessionInfo, txid: int, rows: list[dict[str, Any]], sign: int) -> dict[str, Any]:
-    """Move the running totals by ``rows`` (already committed) and return them."""
+    """Move the running totals by ``rows`` (already committed) and return them.
+
+    The rows are durable whatever happens here, so this never fails the
+    request: if Redis cannot be reached, the totals are summed from SQL
+    (exact, only slower) and Redis is repaired on a later call.
+    """
     if not rows:
         return session_totals(store, info=info)
-    live = store.totals.apply(session_id=info.id, txid=txid, delta=_delta(rows, sign=sign))
-    if live is None or not store.totals.verified(info.id):
-        # Redis lost the figures (the change was parked), or this process has
-        # not checked them yet: the rebuild counts the change exactly once.
-        live = live_totals(store, session_id=info.id)
+    try:
+        live = store.totals.apply(session_id=info.id, txid=txid, delta=_delta(rows, sign=sign))
+        if live is None or not store.totals.verified(info.id):
+            # Redis lost the figures (the change was parked), or this process has
+            # not checked them yet: the rebuild counts the change exactly once.
+            with store.db.connect() as conn:
+                current = load_session(conn, session_id=info.id)
+            if current.status == "ended":
+                # The session ended between our commit and now: its results
+                # (which include our rows) are final, and Redis is not needed.
+                store.totals.discard(session_id=info.id)
+                return session_totals(store, info=current)
+            live = live_totals(store, session_id=info.id)
+    except Unavailable:
+        _snapshot, figures = load_live_figures(store.db, session_id=info.id)
+        return totals_view(info, figures, version=time.time_ns() // 1000, updated_at=iso_ms(int(time.time() * 1000)))
     return totals_view(info, live.figures, version=live.version, updated_at=iso_ms(live.updated_at_ms))
 
 
@@ -229,7 +349,7 @@ def refund_order(store: Store, *, actor: Actor, session_id: int, order_id: str) 
                 raise NotFound(f"no order {order_id} in session {session_id}")
         else:
             row = changed
-        info = load_session(conn, session_id=session_id)
+        info = store.catalog.get(conn, lock, session_id)
     refunded = [dict(changed._mapping)] if changed is not None else []
     return order_view(row._mapping), _totals_after(store, info, lock.txid, refunded, -1)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,12 +13,43 @@ from livesale.models import utcnow
 
 from . import tables as t
 from .auth import Actor, require_writer
-from .db import write_transaction
-from .errors import Conflict, Forbidden, InvalidInput, NotFound
+from .db import SessionLock, write_transaction
+from .errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from .figures import Figures
+from .groupcommit import GroupCommit
 from .results import aggregate_session, load_live_figures, refunded_figures
 from .totals import LiveTotals, TotalsEngine
 from .validation import SESSION_STATUSES, SessionInput
+
+
+class CatalogCache:
+    """This process's copies of session descriptions and products.
+
+    Pricing an order needs the session's products; reading them for every
+    order would double the statements of the hot path. An entry is valid for
+    one ``catalog_version`` of the session, which every change to the
+    description or products bumps, so a cached copy is never used stale.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[int, SessionInfo]] = {}
+
+    def get(self, conn: sa.Connection, lock: SessionLock, session_id: int) -> SessionInfo:
+        """The session as of ``lock`` (taken in ``conn``'s transaction)."""
+        hit = self._entries.get(session_id)
+        if hit is not None and hit[0] == lock.catalog_version:
+            info = hit[1]
+        else:
+            info = load_session(conn, session_id=session_id)
+        if info.status != lock.status or info.started_at != lock.started_at:
+            info = dataclasses.replace(info, status=lock.status, started_at=lock.started_at)
+        if hit is None or hit[1] is not info:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[session_id] = (lock.catalog_version, info)
+        return info
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,6 +58,8 @@ class Store:
 
     db: sa.Engine
     totals: TotalsEngine
+    catalog: CatalogCache = dataclasses.field(default_factory=CatalogCache)
+    group_commit: GroupCommit[Any] = dataclasses.field(default_factory=GroupCommit)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,16 +131,20 @@ _SESSION_COLUMNS = [
 ]
 
 
+_p = t.products
+_PRODUCTS_OF = (
+    sa.select(_p.c.session_id, _p.c.sku, _p.c.name, _p.c.unit, _p.c.unit_price_fen, _p.c.stock)
+    .where(_p.c.session_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(_p.c.session_id, _p.c.position)
+)
+_SESSION_BY_ID = sa.select(*_SESSION_COLUMNS).where(t.live_sessions.c.id == sa.bindparam("sid"))
+
+
 def _products_of(conn: sa.Connection, session_ids: list[int]) -> dict[int, list[ProductInfo]]:
-    p = t.products
     out: dict[int, list[ProductInfo]] = {sid: [] for sid in session_ids}
     if not session_ids:
         return out
-    for row in conn.execute(
-        sa.select(p.c.session_id, p.c.sku, p.c.name, p.c.unit, p.c.unit_price_fen, p.c.stock)
-        .where(p.c.session_id.in_(session_ids))
-        .order_by(p.c.session_id, p.c.position)
-    ):
+    for row in conn.execute(_PRODUCTS_OF, {"ids": session_ids}):
         out[row[0]].append(ProductInfo(*row[1:]))
     return out
 
@@ -118,7 +154,7 @@ def _info(row: sa.Row[Any], products: list[ProductInfo]) -> SessionInfo:
 
 
 def load_session(conn: sa.Connection, *, session_id: int) -> SessionInfo:
-    row = conn.execute(sa.select(*_SESSION_COLUMNS).where(t.live_sessions.c.id == session_id)).first()
+    row = conn.execute(_SESSION_BY_ID, {"sid": session_id}).first()
     if row is None:
         raise NotFound(f"no session {session_id}")
     return _info(row, _products_of(conn, [session_id])[session_id])
@@ -242,7 +278,7 @@ def end_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
     """
     try:
         previous = store.totals.read(session_id=session_id)
-    except Exception:  # Redis down: the clock alone keeps the version rising
+    except Unavailable:  # Redis down: the clock alone keeps the version rising
         previous = None
     with write_transaction(store.db) as conn:
         info = _manageable(conn, actor, session_id)
@@ -261,7 +297,7 @@ def end_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
             raise Conflict("the session is no longer live", code="session_not_live")
         figures = aggregate_session(conn, session_id=session_id)
         refunded_count, refunded_fen = refunded_figures(conn, session_id=session_id)
-        version = max((previous.version + 1) if previous else 0, time.time_ns() // 1000)
+        version = max((previous.version + 1) if previous else 0, store.totals.clock_us())
         conn.execute(
             sa.insert(t.session_results).values(
                 session_id=session_id,

@@ -194,7 +194,9 @@ def _snap_text(snapshot: Snapshot) -> str:
 class TotalsEngine:
     """Running totals of live sessions, kept in Redis."""
 
-    def __init__(self, client: redis.Redis, *, lock_ttl_s: float = 60.0, wait_s: float = 30.0):
+    def __init__(self, client: redis.Redis, *, lock_ttl_s: float = 20.0, wait_s: float = 30.0):
+        # wait_s > lock_ttl_s: if a rebuilder dies holding the lock, waiters
+        # outlast the lock and take over instead of failing.
         self.redis = client
         self._lock_ttl_ms = int(lock_ttl_s * 1000)
         self._wait_s = wait_s
@@ -305,6 +307,14 @@ class TotalsEngine:
             # Another process is rebuilding the missing figures; its result serves us too.
             force = False
             time.sleep(0.01)
+
+    def clock_us(self) -> int:
+        """Redis's clock in µs (what versions follow), or this host's if Redis is down."""
+        try:
+            seconds, micros = self.redis.time()
+            return int(seconds) * 1_000_000 + int(micros)
+        except redis.RedisError:
+            return time.time_ns() // 1000
 
     def discard(self, *, session_id: int) -> None:
         """Forget a session's running figures (its results now live in SQL)."""

@@ -82,7 +82,9 @@ def text(value: Any, field: str, *, max_length: int, required: bool = False) -> 
         return ""
     if not isinstance(value, str):
         raise InvalidInput(f"must be a string (got {_json_type(value)})", field=field)
-    value = unicodedata.normalize("NFC", value).strip()
+    if not value.isascii():  # ASCII is already NFC
+        value = unicodedata.normalize("NFC", value)
+    value = value.strip()
     if required and not value:
         raise InvalidInput("must not be empty", field=field)
     if len(value) > max_length:
@@ -135,32 +137,53 @@ class OrderInput:
 
 
 def parse_order(data: Any, *, prefix: str = "", currency: str = "CNY") -> OrderInput:
-    data = require_object(data, prefix)
-    reject_unknown(data, ORDER_FIELDS, prefix)
-    if "sku" not in data:
-        raise InvalidInput("is required", field=_path(prefix, "sku"))
-    if "quantity" not in data:
-        raise InvalidInput("is required", field=_path(prefix, "quantity"))
-    sku = data["sku"]
-    if not isinstance(sku, str) or not SKU_RE.match(sku):
-        raise InvalidInput("must be a product SKU of this session", field=_path(prefix, "sku"))
-    quantity = integer(data["quantity"], _path(prefix, "quantity"), minimum=1, maximum=MAX_QUANTITY)
+    """One order. Field names in errors get ``prefix`` (``orders[3].quantity``).
+
+    This runs a thousand times per batch, so the common case is kept to
+    plain type checks and the error path builds the field path.
+    """
+    try:
+        return _parse_order(data, currency, prefix)
+    except InvalidInput as exc:
+        if prefix:
+            exc.field = _path(prefix, exc.field) if exc.field != "body" else prefix
+        raise
+
+
+def _parse_order(data: Any, currency: str, prefix: str) -> OrderInput:
+    if type(data) is not dict:
+        raise InvalidInput("must be a JSON object", field="body")
+    for key in data:
+        if key not in ORDER_FIELDS:
+            raise InvalidInput("unknown field", field=_printable_key(str(key)))
+    sku = data.get("sku")
+    if sku is None and "sku" not in data:
+        raise InvalidInput("is required", field="sku")
+    quantity = data.get("quantity")
+    if quantity is None and "quantity" not in data:
+        raise InvalidInput("is required", field="quantity")
+    if type(sku) is not str or not SKU_RE.match(sku):
+        raise InvalidInput("must be a product SKU of this session", field="sku")
+    # type() is not isinstance(): JSON true must not pass as the integer 1.
+    if type(quantity) is not int or not 1 <= quantity <= MAX_QUANTITY:
+        integer(quantity, "quantity", minimum=1, maximum=MAX_QUANTITY)
     price = data.get("unit_price_fen")
-    if price is not None:
-        price = integer(price, _path(prefix, "unit_price_fen"), minimum=0, maximum=MAX_UNIT_PRICE_FEN)
+    if price is not None and (type(price) is not int or not 0 <= price <= MAX_UNIT_PRICE_FEN):
+        integer(price, "unit_price_fen", minimum=0, maximum=MAX_UNIT_PRICE_FEN)
     if "currency" in data and data["currency"] != currency:
-        raise InvalidInput(f"must be {currency}, the session's currency", field=_path(prefix, "currency"))
-    fields = {
-        name: text(data.get(name), _path(prefix, name), max_length=limit)
-        for name, limit in TEXT_LIMITS.items()
-    }
+        raise InvalidInput(f"must be {currency}, the session's currency", field="currency")
+    region = data.get("buyer_region")
+    channel = data.get("channel")
+    external_id = data.get("external_id")
     return OrderInput(
         sku=sku,
         quantity=quantity,
         unit_price_fen=price,
-        buyer_region=fields["buyer_region"],
-        channel=fields["channel"],
-        external_id=fields["external_id"] or None,
+        buyer_region="" if region is None else text(region, "buyer_region", max_length=TEXT_LIMITS["buyer_region"]),
+        channel="" if channel is None else text(channel, "channel", max_length=TEXT_LIMITS["channel"]),
+        external_id=None
+        if external_id is None
+        else (text(external_id, "external_id", max_length=TEXT_LIMITS["external_id"]) or None),
         field=prefix,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from livesale.core.db import create_db_engine
 from livesale.models import Base
 

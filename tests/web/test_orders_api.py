@@ -98,3 +98,30 @@ def test_redis_flush_is_rebuilt_from_sql(host_api: Api, live_session: dict[str, 
     redis_client.flushdb()
     r = host_api.post(orders_url(live_session), json={"sku": "APRICOT-5KG", "quantity": 1})
     assert r.json["totals"]["amount_fen"] == 7 * 6980 and r.json["totals"]["orders"] == 4
+
+
+def test_order_is_acknowledged_with_sql_totals_while_redis_is_down(
+    host_api: Api, live_session: dict[str, Any], store: Any
+) -> None:
+    import redis
+
+    from tests.conftest import free_port
+
+    host_api.post(orders_url(live_session), json={"sku": "DRIED-1KG", "quantity": 1})
+    working = store.totals.redis.connection_pool
+    store.totals.redis.connection_pool = redis.ConnectionPool(
+        host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5
+    )
+    try:
+        r = host_api.post(orders_url(live_session), json={"sku": "APRICOT-5KG", "quantity": 2})
+        # The order is committed to SQL: it is acknowledged, with totals summed by SQL.
+        assert r.status_code == 201, r.json
+        assert r.json["totals"]["amount_fen"] == 5900 + 2 * 6980
+        assert r.json["totals"]["orders"] == 2
+        assert host_api.get(f"/api/v1/sessions/{live_session['id']}/totals").status_code == 503
+    finally:
+        store.totals.redis.connection_pool.disconnect()
+        store.totals.redis.connection_pool = working
+    # Redis is back but missed that order: the next use rebuilds from SQL.
+    totals = host_api.get(f"/api/v1/sessions/{live_session['id']}/totals").json
+    assert totals["amount_fen"] == 5900 + 2 * 6980 and totals["orders"] == 2

@@ -12,7 +12,6 @@ from alembic import op
 
 import livesale.models
 
-
 revision = '0001'
 down_revision = None
 branch_labels = None
@@ -59,6 +58,7 @@ def upgrade() -> None:
     sa.Column('widget_key', sa.String(length=64), nullable=False),
     sa.Column('owner_id', sa.Integer(), nullable=True),
     sa.Column('write_seq', sa.BigInteger(), nullable=False),
+    sa.Column('catalog_version', sa.Integer(), nullable=False),
     sa.Column('created_at', livesale.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['owner_id'], ['users.id'], name=op.f('fk_live_sessions_owner_id_users'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_live_sessions')),
