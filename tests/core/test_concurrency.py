@@ -289,3 +289,38 @@ def test_end_while_writers_record(store: Any, live_session: dict[str, Any]) -> N
     results = session_results(store, info=info)
     assert api_figures(results) == headline(sql_figures(store.db, session_id)) == headline(expected_figures(acked.values()))
     assert session_totals(store, info=info)["amount_fen"] == results["amount_fen"]
+
+
+def test_a_group_refuses_only_the_order_that_reuses_a_key(store: Any, live_session: dict[str, Any]) -> None:
+    """Concurrent single orders share a transaction (group commit): a key reused
+    with another payload is refused on its own, and every other order commits."""
+    actor = host_actor(store.db)
+    sid = live_session["id"]
+    outcomes: dict[int, Any] = {}
+    barrier = threading.Barrier(24)
+
+    def send(i: int) -> None:
+        # Threads 0-3 all use key "shared" with different quantities: one wins.
+        key = "shared" if i < 4 else f"own-{i}"
+        body = {"sku": "APRICOT-5KG", "quantity": 1 + i % 4}
+        barrier.wait()
+        try:
+            outcomes[i] = record_orders(store, actor=actor, session_id=sid, orders=[order_input(body)],
+                                        idempotency_key=key)
+        except Conflict as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(24)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=30)
+    shared = [outcomes[i] for i in range(4)]
+    winners = [o for o in shared if not isinstance(o, Conflict)]
+    assert len(winners) == 1 and winners[0].created
+    assert all(o.code == "idempotency_conflict" for o in shared if isinstance(o, Conflict))
+    assert all(not isinstance(outcomes[i], Conflict) and outcomes[i].created for i in range(4, 24))
+    sql = sql_figures(store.db, sid)
+    assert sql.orders == 21
+    redis_figures = store.totals.read(session_id=sid).figures
+    assert headline(redis_figures) == headline(sql)
