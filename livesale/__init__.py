@@ -12,7 +12,7 @@ from flask import Flask
 
 from . import embedded_redis
 from .config import check_settings, load_settings
-from .extensions import backend
+from .extensions import backend, init_socketio
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -71,9 +71,12 @@ def _dev_secret(instance: Path) -> str:
 
 def init_extensions(app: Flask) -> None:
     backend.init_app(app)
+    init_socketio(app)
 
 
 def init_web(app: Flask) -> None:
+    from .live import init_app as init_live
     from .web import init_app as init_web_app
 
     init_web_app(app)
+    init_live(app)

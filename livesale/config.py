@@ -24,9 +24,21 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BATCH": 1000,
     "PAGE_SIZE_MAX": 500,
     "LOG_LEVEL": "INFO",
+    # Socket.IO: "gevent" under gunicorn's gevent worker, "threading" elsewhere
+    # (tests, `flask run`); "auto" picks by whether gevent has patched sockets.
+    "ASYNC_MODE": "auto",
+    # A Redis URL when several processes serve viewers (see docs/deploy.md).
+    "SOCKETIO_MESSAGE_QUEUE": "",
+    # Origins allowed to open Socket.IO connections, comma-separated; empty: same origin only.
+    "ALLOWED_ORIGINS": "",
+    "PUSH_TICK_S": 0.1,
+    "PUSH_HEARTBEAT_S": 5.0,
+    "JOIN_RATE_LIMIT": 10,
+    "SOCKET_MAX_MESSAGE": 16 * 1024,
 }
 
-_INT_KEYS = {"MAX_CONTENT_LENGTH", "MAX_BATCH", "PAGE_SIZE_MAX"}
+_INT_KEYS = {"MAX_CONTENT_LENGTH", "MAX_BATCH", "PAGE_SIZE_MAX", "JOIN_RATE_LIMIT", "SOCKET_MAX_MESSAGE"}
+_FLOAT_KEYS = {"PUSH_TICK_S", "PUSH_HEARTBEAT_S"}
 
 
 class ConfigError(RuntimeError):
@@ -41,7 +53,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         raw = environ.get(ENV_PREFIX + key)
         if raw is None or raw == "":
             continue
-        settings[key] = int(raw) if key in _INT_KEYS else raw
+        settings[key] = int(raw) if key in _INT_KEYS else float(raw) if key in _FLOAT_KEYS else raw
     return settings
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import redis
 from flask import Flask, current_app
+from flask_socketio import SocketIO
 
 from .core.db import create_db_engine
 from .core.sessions import Store
@@ -42,6 +43,31 @@ class Backend:
             store.totals.redis.close()
 
 
-backend = Backend()
+def resolve_async_mode(setting: str) -> str:
+    """The Socket.IO async mode: explicit, or gevent when gevent has patched the process."""
+    if setting != "auto":
+        return setting
+    try:
+        from gevent import monkey
 
-__all__: list[Any] = ["backend"]
+        return "gevent" if monkey.is_module_patched("socket") else "threading"
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return "threading"
+
+
+def init_socketio(app: Flask) -> None:
+    origins = [o.strip() for o in app.config["ALLOWED_ORIGINS"].split(",") if o.strip()]
+    socketio.init_app(
+        app,
+        async_mode=resolve_async_mode(app.config["ASYNC_MODE"]),
+        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"] or None,
+        # None: only the app's own origin may connect.
+        cors_allowed_origins=origins or None,
+        max_http_buffer_size=app.config["SOCKET_MAX_MESSAGE"],
+    )
+
+
+backend = Backend()
+socketio = SocketIO()
+
+__all__: list[Any] = ["backend", "socketio"]

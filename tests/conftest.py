@@ -97,6 +97,8 @@ def app(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Any]:
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "INSTANCE_PATH": str(tmp_path / "instance"),
+            "ASYNC_MODE": "threading",
+            "PUSH_TICK_S": 0,  # no background ticker: tests call ticker.tick() themselves
         }
     )
     yield app

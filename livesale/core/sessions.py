@@ -317,6 +317,10 @@ def end_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
         )
         info = load_session(conn, session_id=session_id)
     store.totals.discard(session_id=session_id)
+    try:
+        store.totals.mark_changed(session_id=session_id)  # viewers get the final figures
+    except Unavailable:
+        pass  # they see "stale" and take the results on their next join
     return info
 
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis
 
@@ -129,6 +129,53 @@ return 0
 """
 
 
+# Take the lease if free, or renew it if ours. KEYS: lease. ARGV: token, ttl_ms.
+_LEASE_LUA = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+#: Sessions whose totals changed since the last push tick (a set of ids).
+#: Not hash-tagged: it is touched in its own command, never inside a script.
+DIRTY_KEY = "ls:changed"
+#: The lease of the process whose tick pushes totals to every viewer.
+TICKER_KEY = "ls:ticker"
+#: How many recent orders a session's feed keeps, and takes from one request.
+FEED_LENGTH = 200
+FEED_PER_CHANGE = 20
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """One sold order as the viewers' ticker shows it: no buyer, no order id."""
+
+    sku: str
+    quantity: int
+    region: str
+    at_ms: int
+    id: str = ""  # the stream id, set when read back
+
+    def fields(self) -> dict[str, str | int]:
+        return {"sku": self.sku, "q": self.quantity, "r": self.region, "t": self.at_ms}
+
+    @classmethod
+    def from_stream(cls, entry_id: bytes | str, fields: dict[bytes, bytes]) -> FeedEntry:
+        get = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+               for k, v in fields.items()}
+        return cls(
+            sku=get["sku"], quantity=int(get["q"]), region=get["r"], at_ms=int(get["t"]),
+            id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+        )
+
+
+def _feed_key(session_id: int) -> str:
+    return f"ls:{{s:{session_id}}}:feed"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class LiveTotals:
     """Figures as Redis holds them, with their version."""
@@ -203,6 +250,7 @@ class TotalsEngine:
         self._apply = client.register_script(_APPLY_LUA)
         self._write = client.register_script(_WRITE_LUA)
         self._release = client.register_script(_RELEASE_LUA)
+        self._lease = client.register_script(_LEASE_LUA)
         #: Sessions whose figures this engine rebuilt itself, with no failed
         #: script call of its own since (see ``verified``).
         self._verified: set[int] = set()
@@ -219,16 +267,25 @@ class TotalsEngine:
         """
         return session_id in self._verified
 
-    def apply(self, *, session_id: int, txid: int, delta: Figures) -> LiveTotals | None:
+    def apply(
+        self, *, session_id: int, txid: int, delta: Figures, feed: Sequence[FeedEntry] = ()
+    ) -> LiveTotals | None:
         """Add one committed write transaction's change; ``None`` if the figures are missing.
 
         A ``None`` means the change was parked: the caller must ``rebuild``,
-        which counts it exactly once.
+        which counts it exactly once. In the same round trip the session is
+        marked changed for the next push tick and ``feed`` (new orders for the
+        viewers' ticker) is appended to the session's feed.
         """
         args: list[str | int] = [txid, int(time.time() * 1000)]
         args += _fields(delta)
         try:
-            result = self._apply(keys=_keys(session_id), args=args)
+            pipe = self.redis.pipeline(transaction=False)
+            self._apply(keys=_keys(session_id), args=args, client=pipe)
+            pipe.sadd(DIRTY_KEY, session_id)
+            for entry in feed[-FEED_PER_CHANGE:]:
+                pipe.xadd(_feed_key(session_id), entry.fields(), maxlen=FEED_LENGTH, approximate=True)
+            result = pipe.execute()[0]
         except BaseException as exc:
             # The change may or may not have reached Redis: stop trusting the
             # figures until a rebuild (which counts it exactly once either way).
@@ -238,6 +295,33 @@ class TotalsEngine:
                 raise Unavailable("the totals store (Redis) is unavailable") from exc
             raise
         return _parse(result[1]) if result[0] == 1 else None
+
+    # --- live push: which sessions changed, what was sold, who ticks ---------
+
+    def mark_changed(self, *, session_id: int) -> None:
+        """Have the next push tick send this session's totals (e.g. after it ended)."""
+        try:
+            self.redis.sadd(DIRTY_KEY, session_id)
+        except redis.RedisError as exc:
+            raise Unavailable("the totals store (Redis) is unavailable") from exc
+
+    def take_changed(self, *, limit: int = 1000) -> list[int]:
+        """Sessions changed since the last call, removed from the set (one tick's work)."""
+        popped = self.redis.spop(DIRTY_KEY, limit) or []
+        return sorted(int(x) for x in popped)
+
+    def read_feed(self, *, session_id: int, after: str | None = None, count: int = 20) -> list[FeedEntry]:
+        """The newest ``count`` feed entries, oldest first; only those after id ``after`` if given."""
+        key = _feed_key(session_id)
+        if after is None:
+            raw = list(reversed(self.redis.xrevrange(key, count=count)))
+        else:
+            raw = self.redis.xrange(key, min=f"({after}", count=count)
+        return [FeedEntry.from_stream(entry_id, fields) for entry_id, fields in raw]
+
+    def hold_ticker(self, *, token: str, ttl_ms: int) -> bool:
+        """Take or renew the lease of the one process that pushes totals; False if another holds it."""
+        return bool(self._lease(keys=[TICKER_KEY], args=[token, ttl_ms]))
 
     def read(self, *, session_id: int) -> LiveTotals | None:
         """The running figures, or ``None`` if Redis does not have them."""
@@ -291,6 +375,7 @@ class TotalsEngine:
                         raise Unavailable("the totals store (Redis) is unavailable") from exc
                     raise
                 if result[0] == 1:
+                    self._mark_quietly(session_id)
                     # A script call of ours that failed meanwhile may belong to a
                     # commit our snapshot did not see: then stay unverified.
                     if self._failures == failures:
@@ -320,9 +405,15 @@ class TotalsEngine:
         """Forget a session's running figures (its results now live in SQL)."""
         self._verified.discard(session_id)
         try:
-            self.redis.delete(*_keys(session_id))
+            self.redis.delete(*_keys(session_id), _feed_key(session_id))
         except redis.RedisError:
             pass  # nothing reads them any more; an orphan costs only memory
+
+    def _mark_quietly(self, session_id: int) -> None:
+        try:
+            self.redis.sadd(DIRTY_KEY, session_id)
+        except redis.RedisError:
+            pass  # a rebuild changes no figure; viewers just miss a version bump
 
     def _release_quietly(self, key: str, token: str) -> None:
         try:

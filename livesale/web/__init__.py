@@ -12,7 +12,7 @@ from flask.json.provider import JSONProvider
 
 from livesale.extensions import backend
 
-from . import api, errors
+from . import api, errors, i18n, login
 
 
 class OrjsonProvider(JSONProvider):
@@ -34,6 +34,11 @@ class OrjsonProvider(JSONProvider):
 def init_app(app: Flask) -> None:
     app.json = OrjsonProvider(app)
     errors.init_app(app)
+    i18n.init_app(app)
+    login.init_app(app)
+    # The API authenticates with bearer tokens, or with the login cookie plus
+    # an X-CSRFToken header (checked in web.auth); form-style CSRF is for pages.
+    login.csrf.exempt(api.bp)
     app.register_blueprint(api.bp)
 
     @app.get("/livez")

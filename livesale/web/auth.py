@@ -8,10 +8,14 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import g, request
+from flask_wtf.csrf import validate_csrf
+from wtforms import ValidationError
 
 from livesale.core.auth import Actor, actor_for_token, hash_token
-from livesale.core.errors import Unauthorized
+from livesale.core.errors import Forbidden, Unauthorized
 from livesale.extensions import backend
+
+from .login import current_actor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,11 +26,34 @@ _cache: dict[str, tuple[float, Actor]] = {}
 
 
 def actor_from_request() -> Actor:
+    """The caller: a bearer token, else (for the app's own pages) the login cookie.
+
+    A cookie is sent by the browser on its own, so a request that changes
+    something with it must also carry the page's CSRF token (``X-CSRFToken``).
+    """
     header = request.headers.get("Authorization", "")
+    if not header:
+        actor = actor_from_cookie()
+        if actor is not None:
+            return actor
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send an API token: Authorization: Bearer <token>")
-    token = token.strip()
+    return actor_for_bearer(token.strip())
+
+
+def actor_from_cookie() -> Actor | None:
+    actor = current_actor()
+    if actor is not None and request.method not in ("GET", "HEAD", "OPTIONS"):
+        try:
+            validate_csrf(request.headers.get("X-CSRFToken", ""))
+        except ValidationError:
+            raise Forbidden("missing or expired CSRF token; reload the page", code="csrf") from None
+    return actor
+
+
+def actor_for_bearer(token: str) -> Actor:
+    """The actor of an API token (cached for ``TOKEN_CACHE_S``)."""
     key = hash_token(token)
     now = time.monotonic()
     hit = _cache.get(key)

@@ -498,7 +498,8 @@ def test_writer_dying_between_commit_and_redis_is_caught_up_by_the_next_process(
 def test_redis_outage_during_apply_is_caught_up_on_next_use(
     store: Store, live_session: dict[str, Any], redis_client: redis.Redis
 ) -> None:
-    """The order committed but its script call failed: the same process rebuilds on its next use."""
+    """The order committed but its script call failed: it is still acknowledged (with totals
+    summed by SQL), and the same process rebuilds Redis on its next use."""
     sid = live_session["id"]
     for i in range(3):
         _record(store, sid, f"before-{i}")
@@ -506,9 +507,8 @@ def test_redis_outage_during_apply_is_caught_up_on_next_use(
     working_pool = client.connection_pool
     client.connection_pool = redis.ConnectionPool(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
     try:
-        with pytest.raises(Exception) as raised:
-            _record(store, sid, "during-outage")
-        assert type(raised.value).__name__ == "Unavailable"
+        during = _record(store, sid, "during-outage")
+        assert during.created and during.totals["orders"] == 4
     finally:
         client.connection_pool.disconnect()
         client.connection_pool = working_pool

@@ -1,0 +1,93 @@
+"""Page login for people (Flask-Login), with CSRF-protected forms (Flask-WTF).
+
+API clients use bearer tokens (``web.auth``); browsers use this login
+cookie. Both resolve to the core's ``Actor``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask_babel import lazy_gettext as _l
+from flask_login import LoginManager, UserMixin, current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.wrappers import Response
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from livesale.core.auth import Actor, actor_by_id, actor_for_login
+from livesale.extensions import backend
+
+login_manager = LoginManager()
+csrf = CSRFProtect()
+bp = Blueprint("login", __name__)
+
+
+class User(UserMixin):
+    """A logged-in person: the core's ``Actor`` as Flask-Login wants it."""
+
+    def __init__(self, actor: Actor):
+        self.actor = actor
+        self.id = str(actor.user_id)
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> User | None:
+    if not user_id.isdigit():
+        return None
+    with backend.store.db.connect() as conn:
+        actor = actor_by_id(conn, user_id=int(user_id))
+    return User(actor) if actor else None
+
+
+class LoginForm(FlaskForm):
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=64)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=200)])
+
+
+def _safe_next(target: str | None) -> str:
+    # Only same-site paths: an open redirect would make the login page a phishing tool.
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for("index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> str | Response:
+    """Log in with a name and password."""
+    form = LoginForm()
+    if form.validate_on_submit():
+        with backend.store.db.connect() as conn:
+            actor = actor_for_login(conn, name=form.name.data or "", password=form.password.data or "")
+        if actor is not None:
+            login_user(User(actor))
+            return redirect(_safe_next(request.args.get("next")))
+        flash(_l("Wrong name or password"), "error")
+    return render_template("auth/login.html", form=form)
+
+
+@bp.post("/logout")
+@login_required
+def logout() -> Response:
+    """Log out (a POST, so another site cannot log people out with a link)."""
+    logout_user()
+    return redirect(url_for("login.login"))
+
+
+def current_actor() -> Actor | None:
+    """The logged-in person, if any."""
+    return current_user.actor if current_user.is_authenticated else None
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "login.login"
+    login_manager.login_message = _l("Please log in first")
+    csrf.init_app(app)
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("SESSION_COOKIE_SECURE", app.config.get("ENV") == "production")
+    app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config.get("ENV") == "production")
+    app.register_blueprint(bp)
