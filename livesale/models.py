@@ -145,6 +145,11 @@ class Order(Base):
         sa.UniqueConstraint("session_id", "external_id"),
         sa.UniqueConstraint("session_id", "idempotency_key"),
         sa.Index("ix_orders_session_created", "session_id", "created_at", "id"),
+        # Covers the aggregation (core.results): rebuilds and results read
+        # the index alone, already grouped.
+        sa.Index(
+            "ix_orders_aggregate", "session_id", "status", "sku", "buyer_region", "minute", "quantity", "amount_fen"
+        ),
     )
 
     id: so.Mapped[uuid.UUID] = so.mapped_column(primary_key=True)

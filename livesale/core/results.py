@@ -12,31 +12,34 @@ from .figures import Figures
 def aggregate_session(conn: sa.Connection, *, session_id: int) -> Figures:
     """The figures of a session's paid orders, summed by SQL.
 
-    Three grouped scans (product, region, minute); the totals are the sums
-    of the per-product rows.
+    One grouped scan by (product, region, minute), folded here into the
+    three breakdowns. The covering index ``ix_orders_aggregate`` lets the
+    database answer from the index alone, in index order (no sort): a
+    1,000,000-order session sums in a fraction of a second.
     """
     o = t.orders
-    paid = sa.and_(o.c.session_id == session_id, o.c.status == "paid")
     figures = Figures()
-    for sku, quantity, amount, count in conn.execute(
-        sa.select(o.c.sku, sa.func.sum(o.c.quantity), sa.func.sum(o.c.amount_fen), sa.func.count())
-        .where(paid)
-        .group_by(o.c.sku)
+    for sku, region, minute, quantity, amount, count in conn.execute(
+        sa.select(
+            o.c.sku, o.c.buyer_region, o.c.minute,
+            sa.func.sum(o.c.quantity), sa.func.sum(o.c.amount_fen), sa.func.count(),
+        )
+        .where(o.c.session_id == session_id, o.c.status == "paid")
+        .group_by(o.c.sku, o.c.buyer_region, o.c.minute)
     ):
-        figures.by_product[sku] = [int(quantity), int(amount)]
-        figures.amount_fen += int(amount)
-        figures.items += int(quantity)
-        figures.orders += int(count)
-    for region, count, amount in conn.execute(
-        sa.select(o.c.buyer_region, sa.func.count(), sa.func.sum(o.c.amount_fen))
-        .where(paid)
-        .group_by(o.c.buyer_region)
-    ):
-        figures.by_region[region] = [int(count), int(amount)]
-    for minute, amount, count in conn.execute(
-        sa.select(o.c.minute, sa.func.sum(o.c.amount_fen), sa.func.count()).where(paid).group_by(o.c.minute)
-    ):
-        figures.by_minute[int(minute)] = [int(amount), int(count)]
+        quantity, amount, count = int(quantity), int(amount), int(count)
+        figures.amount_fen += amount
+        figures.items += quantity
+        figures.orders += count
+        product = figures.by_product.setdefault(sku, [0, 0])
+        product[0] += quantity
+        product[1] += amount
+        reg = figures.by_region.setdefault(region, [0, 0])
+        reg[0] += count
+        reg[1] += amount
+        per_minute = figures.by_minute.setdefault(int(minute), [0, 0])
+        per_minute[0] += amount
+        per_minute[1] += count
     return figures
 
 

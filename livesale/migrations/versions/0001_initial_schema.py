@@ -93,6 +93,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('session_id', 'idempotency_key', name=op.f('uq_orders_session_id_idempotency_key'))
     )
     with op.batch_alter_table('orders', schema=None) as batch_op:
+        batch_op.create_index('ix_orders_aggregate', ['session_id', 'status', 'sku', 'buyer_region', 'minute', 'quantity', 'amount_fen'], unique=False)
         batch_op.create_index('ix_orders_session_created', ['session_id', 'created_at', 'id'], unique=False)
 
     op.create_table('products',
@@ -134,6 +135,7 @@ def downgrade() -> None:
     op.drop_table('products')
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.drop_index('ix_orders_session_created')
+        batch_op.drop_index('ix_orders_aggregate')
 
     op.drop_table('orders')
     with op.batch_alter_table('live_sessions', schema=None) as batch_op:
