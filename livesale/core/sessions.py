@@ -19,7 +19,7 @@ from .figures import Figures
 from .groupcommit import GroupCommit
 from .results import aggregate_session, load_live_figures, refunded_figures
 from .totals import LiveTotals, TotalsEngine
-from .validation import SESSION_STATUSES, SessionInput
+from .validation import SESSION_STATUSES, ProductInput, SessionInput
 
 
 class CatalogCache:
@@ -62,13 +62,8 @@ class Store:
     group_commit: GroupCommit[Any] = dataclasses.field(default_factory=GroupCommit)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ProductInfo:
-    sku: str
-    name: str
-    unit: str
-    unit_price_fen: int
-    stock: int | None
+#: A stored product has exactly the fields of a validated one.
+ProductInfo = ProductInput
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -382,18 +377,27 @@ def _figures_from_results(row: sa.Row[Any]) -> Figures:
     )
 
 
-def session_totals(store: Store, *, info: SessionInfo) -> dict[str, Any]:
-    """Current totals: live from Redis, ended from the stored results."""
+def session_totals(store: Store, *, info: SessionInfo, timeline: bool = False) -> dict[str, Any]:
+    """Current totals: live from Redis, ended from the stored results.
+
+    With ``timeline`` the per-minute figures are added (for live screens).
+    """
     if info.status == "scheduled":
-        return totals_view(info, Figures(), version=0, updated_at=None)
-    if info.status == "ended":
+        figures, view = Figures(), totals_view(info, Figures(), version=0, updated_at=None)
+    elif info.status == "ended":
         with store.db.connect() as conn:
             row = _results_row(conn, info.id)
         if row is None:  # pragma: no cover - results are written with the status
             raise NotFound("results are missing")
-        return totals_view(info, _figures_from_results(row), version=row.version, updated_at=_iso(row.computed_at))
-    live = live_totals(store, session_id=info.id)
-    return totals_view(info, live.figures, version=live.version, updated_at=iso_ms(live.updated_at_ms))
+        figures = _figures_from_results(row)
+        view = totals_view(info, figures, version=row.version, updated_at=_iso(row.computed_at))
+    else:
+        live = live_totals(store, session_id=info.id)
+        figures = live.figures
+        view = totals_view(info, figures, version=live.version, updated_at=iso_ms(live.updated_at_ms))
+    if timeline:
+        view["timeline"] = figures.timeline()
+    return view
 
 
 def session_results(store: Store, *, info: SessionInfo) -> dict[str, Any]:
