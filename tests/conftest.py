@@ -204,8 +204,10 @@ def free_port() -> int:
 class ServerProcess:
     """``gunicorn -k gevent livesale.wsgi:app`` on a free port, against the test backends."""
 
-    def __init__(self, *, database_url: str, redis_url: str, instance: Path, workers: int = 1):
-        self.port = free_port()
+    def __init__(
+        self, *, database_url: str, redis_url: str, instance: Path, workers: int = 1, port: int | None = None
+    ):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
@@ -266,9 +268,11 @@ def server_factory(database_url: str, redis_url: str, tmp_path: Path) -> Iterato
     """Start real server processes: ``server_factory()`` returns a started ``ServerProcess``."""
     started: list[ServerProcess] = []
 
-    def make(workers: int = 1) -> ServerProcess:
+    def make(workers: int = 1, port: int | None = None) -> ServerProcess:
+        """``port``: reuse a port (e.g. a killed server's), else a free one."""
         server = ServerProcess(
-            database_url=database_url, redis_url=redis_url, instance=tmp_path / "instance", workers=workers
+            database_url=database_url, redis_url=redis_url, instance=tmp_path / "instance", workers=workers,
+            port=port,
         )
         started.append(server.start())
         return server

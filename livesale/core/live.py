@@ -59,7 +59,7 @@ def resolve_join(store: Store, *, actor: Actor | None, data: Any) -> SessionInfo
 
 def totals_payload(store: Store, *, info: SessionInfo) -> dict[str, Any]:
     """The ``totals`` event: the API's totals plus what a live screen needs to draw."""
-    payload = session_totals(store, info=info)
+    payload = session_totals(store, info=info, timeline=True)
     payload["started_at"] = info.started_at.isoformat().replace("+00:00", "Z") if info.started_at else None
     payload["planned_duration_min"] = info.planned_duration_min
     return payload

@@ -12,7 +12,7 @@ from flask.json.provider import JSONProvider
 
 from livesale.extensions import backend
 
-from . import api, errors, i18n, login
+from . import api, errors, i18n, login, pages
 
 
 class OrjsonProvider(JSONProvider):
@@ -40,6 +40,7 @@ def init_app(app: Flask) -> None:
     # an X-CSRFToken header (checked in web.auth); form-style CSRF is for pages.
     login.csrf.exempt(api.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
 
     @app.get("/livez")
     def livez() -> Response:

@@ -45,7 +45,9 @@ def test_join_gets_a_snapshot_at_once(app: Any, users: Users, host_api: Api, liv
     assert len(totals) == 1
     assert totals[0]["amount_fen"] == 2 * 6980 and totals[0]["session_id"] == live_session["id"]
     assert totals[0] == {**host_api.get(f"/api/v1/sessions/{live_session['id']}/totals").json,
-                         "started_at": totals[0]["started_at"], "planned_duration_min": 120}
+                         "started_at": totals[0]["started_at"], "planned_duration_min": 120,
+                         "timeline": totals[0]["timeline"]}
+    assert sum(m["amount_fen"] for m in totals[0]["timeline"]) == 2 * 6980
     feed = [e["args"][0] for e in got if e["name"] == "orders"]
     assert feed and feed[0][-1]["name"] == "鲜杏 5斤" and feed[0][-1]["region"] == "浙江杭州"
     assert set(feed[0][-1]) == {"sku", "name", "unit", "quantity", "region", "at_ms"}  # no buyer, no order id

@@ -1,0 +1,173 @@
+"""The host screen and the order console in a real browser (Chromium) against a real server.
+
+Debian's Chromium is driven by Playwright (``playwright install`` is not
+used); the tests skip if it is not installed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import APRICOT_SESSION, Users
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+PASSWORD = "correct horse battery"
+PRICE = APRICOT_SESSION["products"][0]["unit_price_fen"]
+
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def server(server_factory: Any) -> Any:
+    return server_factory()
+
+
+@pytest.fixture
+def context(browser: Any, server: Any) -> Iterator[Any]:
+    """A phone-sized page, closed before the server stops (open websockets slow its shutdown)."""
+    context = browser.new_context(locale="zh-CN", viewport={"width": 412, "height": 860})
+    context.set_default_timeout(10_000)
+    yield context
+    context.close()
+
+
+class ServerApi:
+    """The real server's API with the host's bearer token."""
+
+    def __init__(self, url: str, token: str, session_id: int):
+        self.url = f"{url}/api/v1/sessions/{session_id}"
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def order(self, quantity: int, region: str = "浙江杭州") -> dict[str, Any]:
+        r = requests.post(f"{self.url}/orders", json={"sku": "APRICOT-5KG", "quantity": quantity, "buyer_region": region},
+                          headers={**self.headers, "Idempotency-Key": str(uuid.uuid4())}, timeout=5)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def totals(self) -> dict[str, Any]:
+        r = requests.get(f"{self.url}/totals", headers=self.headers, timeout=5)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+@pytest.fixture
+def api(server: Any, users: Users, live_session: dict[str, Any]) -> ServerApi:
+    return ServerApi(server.url, users.token("host"), live_session["id"])
+
+
+def login(page: Any, server: Any, next_path: str) -> None:
+    page.goto(f"{server.url}/login?next={next_path}")
+    page.fill('input[name="name"]', "host")
+    page.fill('input[name="password"]', PASSWORD)
+    page.click('button[type="submit"]')
+    page.wait_for_url(f"{server.url}{next_path}")
+
+
+def test_host_screen_shows_a_new_total_within_a_second(
+    context: Any, server: Any, api: ServerApi, live_session: dict[str, Any]
+) -> None:
+    api.order(3)
+    page = context.new_page()
+    login(page, server, f"/live/{live_session['id']}")
+    # Server-rendered: the figures are there before any push.
+    assert page.locator("#total").get_attribute("data-fen") == str(3 * PRICE)
+    assert "总销售额" in page.content()
+    page.wait_for_selector('#conn[data-state="ok"]')
+    started = time.monotonic()
+    api.order(2, "新疆喀什")
+    page.wait_for_function(f"document.getElementById('total').dataset.fen === '{5 * PRICE}'", timeout=1000)
+    assert time.monotonic() - started < 1.0
+    assert page.locator("#orders").inner_text() == "2"
+    page.wait_for_function("document.getElementById('feed').innerText.includes('2 × 鲜杏 5斤 — 新疆喀什')",
+                           timeout=2000)
+    assert page.locator('#products [data-sku="APRICOT-5KG"] [data-field="stock"]').inner_text() == "剩余 95"
+
+
+def test_console_records_an_order_by_clicking(
+    context: Any, server: Any, api: ServerApi, live_session: dict[str, Any]
+) -> None:
+    page = context.new_page()
+    login(page, server, f"/console/{live_session['id']}")
+    page.click('.pbtn[data-sku="APRICOT-5KG"]')
+    page.click('.step[data-step="1"]')  # quantity 2
+    page.fill("#region", "浙江杭州")
+    page.click("#submit")
+    page.wait_for_selector('#mine .mine-item[data-state="sent"]')
+    totals = api.totals()
+    assert (totals["orders"], totals["amount_fen"]) == (1, 2 * PRICE)
+    page.wait_for_function(f"document.getElementById('c-total').dataset.fen === '{2 * PRICE}'")
+    # Undo: a refund through the API.
+    page.click("#undo")
+    page.wait_for_selector('#mine .mine-item[data-state="refunded"]')
+    assert api.totals()["orders"] == 0
+
+
+def test_offline_orders_survive_a_reload_and_are_counted_exactly_once(
+    context: Any, server: Any, api: ServerApi, live_session: dict[str, Any]
+) -> None:
+    api.order(1)
+    page = context.new_page()
+    login(page, server, f"/console/{live_session['id']}")
+    page.wait_for_selector('.pbtn[data-sku="APRICOT-5KG"]')
+    # What the page needs, kept while online and served while offline, as a cache would.
+    urls = [page.url, *page.eval_on_selector_all(
+        "script[src], link[rel=stylesheet]", "els => els.map(e => e.src || e.href)")]
+    cache: dict[str, tuple[int, dict[str, str], bytes]] = {}
+    for url in urls:
+        r = context.request.get(url)
+        assert r.ok, url
+        cache[url] = (r.status, r.headers, r.body())
+
+    context.set_offline(True)
+    for quantity in (1, 2, 3):
+        page.click('.pbtn[data-sku="APRICOT-5KG"]')
+        for _ in range(quantity - 1):
+            page.click('.step[data-step="1"]')
+        page.click("#submit")
+    page.wait_for_selector('#pending[data-count="3"]')
+    assert page.locator('#mine .mine-item[data-state="pending"]').count() == 3
+    assert page.locator('#net[data-state="offline"]').count() == 1
+
+    # Reload while offline: the page comes from the cache, the orders from localStorage.
+    def from_cache(route: Any) -> None:
+        hit = cache.get(route.request.url)
+        if route.request.method == "GET" and hit:
+            route.fulfill(status=hit[0], headers=hit[1], body=hit[2])
+        else:
+            route.abort("internetdisconnected")
+
+    page.route("**/*", from_cache)
+    page.reload()
+    page.wait_for_selector('#pending[data-count="3"]')
+    assert api.totals()["orders"] == 1  # nothing reached the server
+    page.unroute("**/*", from_cache)
+
+    context.set_offline(False)  # the "online" event sends the pending orders
+    page.wait_for_selector('#pending[data-count="0"]', state="attached")
+    assert page.locator('#mine .mine-item[data-state="sent"]').count() == 3
+    totals = api.totals()
+    assert (totals["orders"], totals["amount_fen"]) == (4, (1 + 1 + 2 + 3) * PRICE)
+    # Once: neither a reload nor the retry timer sends them again.
+    page.reload()
+    page.wait_for_selector('#mine .mine-item[data-state="sent"]')
+    page.wait_for_timeout(500)
+    assert api.totals()["orders"] == 4
