@@ -1,0 +1,502 @@
+#!/usr/bin/env python3
+"""Push benchmark: many Socket.IO viewers of one session while orders come in.
+
+Starts ``gunicorn -k gevent livesale.wsgi:app`` (1 worker, as ``livesale serve``)
+on an SQLite file in a temporary directory and a scratch Redis database, creates
+a host, a token and a live session, then:
+
+* joins ``--viewers`` real Socket.IO clients (python-socketio ``AsyncClient``,
+  websocket transport, many per process, in ``--procs`` client processes) to the
+  session's room;
+* posts orders at ``--rate`` per second for ``--seconds`` (open loop, aiohttp);
+* prints the latency from an order's acknowledgment (the poster got its 201) to
+  each viewer receiving a ``totals`` event whose ``orders`` count includes it,
+  p50/p99 over every (viewer, order) pair; the server worker's CPU (from
+  ``/proc/<pid>/stat``) while posting, and its RSS per viewer (RSS after the
+  joins minus RSS before, divided by the viewers).
+
+"Includes it": a ``totals`` with ``orders >= n`` where ``n`` is the number of
+orders whose POST had been *sent* when this one was acknowledged. Any such event
+counts this order (it cannot have been computed without it), so the figure is
+an upper bound; it errs by at most the requests in flight (~1 at 200/s).
+
+``--max-viewers`` adds viewers in steps (``--steps 1000,2000,4000``) to the same
+server and, at each step, posts ``--step-rate`` orders/s for ``--step-seconds``
+and reports whether the step held: every viewer joined and every viewer got the
+final totals.
+
+Usage::
+
+    .venv/bin/python bench/push.py --viewers 1000 --rate 200 --seconds 20
+    .venv/bin/python bench/push.py --max-viewers --steps 1000,2000,4000
+
+Needs the test and bench extras (python-socketio[client], aiohttp) and Redis
+(``--redis``, default the scratch database 7 on 127.0.0.1:6379, flushed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import multiprocessing as mp
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SESSION = {
+    "title": "push bench",
+    "goal_fen": 6_000_000,
+    "products": [{"sku": "APRICOT-5KG", "name": "鲜杏 5斤", "unit_price_fen": 6980}],
+}
+REGIONS = ["浙江杭州", "上海", "广东深圳", "北京", "江苏苏州", "新疆乌鲁木齐"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 16
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return want
+
+
+# --- viewers (client processes) ---------------------------------------------------
+
+
+class Viewers:
+    """The viewers of one client process: per viewer, the (arrival, orders) of each ``totals``."""
+
+    def __init__(self) -> None:
+        self.clients: list[Any] = []
+        self.received: list[list[tuple[float, int]]] = []
+        self.failed = 0
+        self.reasons: dict[str, int] = {}
+
+    async def add(self, n: int, url: str, token: str, session_id: int, concurrency: int = 50) -> dict[str, Any]:
+        import socketio
+
+        gate = asyncio.Semaphore(concurrency)
+        started = time.monotonic()
+        before, failed_before = len(self.clients), self.failed
+
+        async def one() -> None:
+            got: list[tuple[float, int]] = []
+            first = asyncio.get_running_loop().create_future()
+            client = socketio.AsyncClient(reconnection=False)
+
+            def on_totals(data: dict[str, Any]) -> None:
+                got.append((time.monotonic(), data["orders"]))
+                if not first.done():
+                    first.set_result(None)
+
+            errors: list[Any] = []
+            client.on("totals", on_totals, namespace="/live")
+            client.on("error", errors.append, namespace="/live")
+            async with gate:
+                try:
+                    await client.connect(url, namespaces=["/live"], transports=["websocket"],
+                                         auth={"token": token}, wait_timeout=20)
+                    await client.emit("join", {"session": session_id}, namespace="/live")
+                    await asyncio.wait_for(first, 20)
+                except Exception as exc:  # noqa: BLE001 - counted, not fatal: the step did not hold
+                    self.failed += 1
+                    reason = f"{type(exc).__name__}: {exc} connected={client.connected} errors={errors}"[:200]
+                    self.reasons[reason] = self.reasons.get(reason, 0) + 1
+                    try:
+                        await client.disconnect()
+                    except Exception:  # noqa: BLE001
+                        pass
+                    return
+            self.clients.append(client)
+            self.received.append(got)
+
+        await asyncio.gather(*(one() for _ in range(n)))
+        return {"joined": len(self.clients) - before, "failed": self.failed - failed_before, "reasons": self.reasons,
+                "seconds": time.monotonic() - started}
+
+    def mark(self) -> int:
+        """Forget what came so far (the next measurement starts here); returns the viewers."""
+        for got in self.received:
+            got.clear()
+        return len(self.received)
+
+    async def wait_final(self, count: int, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(got and got[-1][1] >= count for got in self.received):
+                break
+            await asyncio.sleep(0.1)
+        got_all = sum(1 for got in self.received if got and got[-1][1] >= count)
+        return {"viewers": len(self.received), "got_final": got_all,
+                "connected": sum(1 for c in self.clients if c.connected)}
+
+    def latencies(self, thresholds: list[int], acks: list[float], sample: int) -> list[float]:
+        """Per viewer (every ``sample``-th one) per order: first arrival with orders >= threshold, minus ack."""
+        out: list[float] = []
+        for got in self.received[::sample]:
+            counts = [c for _, c in got]
+            for need, ack in zip(thresholds, acks, strict=True):
+                k = bisect.bisect_left(counts, need)
+                if k < len(got):
+                    out.append(max(0.0, got[k][0] - ack))
+                else:
+                    out.append(float("inf"))  # never arrived
+        return out
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.disconnect() for c in self.clients), return_exceptions=True)
+
+
+def _viewer_process(conn: Connection) -> None:
+    raise_nofile()
+
+    async def main() -> None:
+        viewers = Viewers()
+        loop = asyncio.get_running_loop()
+        while True:
+            cmd, *args = await loop.run_in_executor(None, conn.recv)
+            if cmd == "add":
+                conn.send(await viewers.add(*args))
+            elif cmd == "mark":
+                conn.send(viewers.mark())
+            elif cmd == "wait_final":
+                conn.send(await viewers.wait_final(*args))
+            elif cmd == "latencies":
+                conn.send(viewers.latencies(*args))
+            elif cmd == "stop":
+                await viewers.close()
+                conn.send("bye")
+                return
+
+    asyncio.run(main())
+
+
+class ViewerPool:
+    def __init__(self, procs: int):
+        ctx = mp.get_context("spawn")
+        self.conns: list[Connection] = []
+        self.procs: list[Any] = []
+        for _ in range(procs):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_viewer_process, args=(child,), daemon=True)
+            p.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(p)
+
+    def call(self, per_proc: list[tuple[Any, ...]], timeout: float = 300) -> list[Any]:
+        for conn, msg in zip(self.conns, per_proc, strict=True):
+            conn.send(msg)
+        out = []
+        for conn in self.conns:
+            if not conn.poll(timeout):
+                raise TimeoutError(f"client process did not answer {per_proc[0][0]!r} in {timeout} s")
+            out.append(conn.recv())
+        return out
+
+    def all(self, *msg: Any, timeout: float = 300) -> list[Any]:
+        return self.call([msg] * len(self.conns), timeout)
+
+    def close(self) -> None:
+        try:
+            self.all("stop", timeout=60)
+        except (OSError, EOFError, TimeoutError):
+            pass
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+
+
+# --- orders (the main process) ------------------------------------------------------
+
+
+async def post_orders(url: str, token: str, rate: float, seconds: float, seed: int) -> dict[str, Any]:
+    """Open loop at ``rate``/s; per acknowledged order: (ack time, orders sent when it was acked)."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    sent = 0
+    acked: list[tuple[float, int]] = []
+    errors = 0
+    http_latency: list[float] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
+
+        async def one(i: int) -> None:
+            nonlocal sent, errors
+            body = f'{{"sku":"APRICOT-5KG","quantity":1,"buyer_region":"{REGIONS[i % 6]}"}}'
+            sent += 1
+            t0 = time.monotonic()
+            try:
+                async with http.post(url, data=body.encode(),
+                                     headers={**headers, "Idempotency-Key": f"p{seed}-{i}"}) as r:
+                    await r.read()
+                    ok = r.status == 201
+            except aiohttp.ClientError:
+                ok = False
+            now = time.monotonic()
+            if ok:
+                acked.append((now, sent))
+                http_latency.append(now - t0)
+            else:
+                errors += 1
+
+        tasks = []
+        start = time.monotonic()
+        for i in range(int(rate * seconds)):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+    return {"acked": acked, "errors": errors, "sent": sent, "http": sorted(http_latency)}
+
+
+# --- the server under test ----------------------------------------------------------
+
+
+def prepare(db_url: str, redis_url: str) -> str:
+    import redis
+
+    from livesale.core import auth, schema
+    from livesale.core.db import create_db_engine, write_transaction
+
+    schema.upgrade(db_url)
+    engine = create_db_engine(db_url)
+    with write_transaction(engine) as conn:
+        auth.create_user(conn, name="bench", role="host")
+        token = auth.issue_token(conn, user_name="bench")
+    engine.dispose()
+    r = redis.Redis.from_url(redis_url)
+    r.flushdb()
+    r.close()
+    return token
+
+
+def start_server(db_url: str, redis_url: str, instance: Path, port: int, connections: int) -> subprocess.Popen[bytes]:
+    import requests
+
+    from livesale.server import gunicorn_command
+
+    env = {
+        **os.environ,
+        "LIVESALE_ENV": "testing",
+        "LIVESALE_SECRET_KEY": "bench-only",
+        "LIVESALE_DATABASE_URL": db_url,
+        "LIVESALE_REDIS_URL": redis_url,
+        "LIVESALE_INSTANCE_PATH": str(instance),
+        "LIVESALE_LOG_LEVEL": "WARNING",
+    }
+    command = gunicorn_command(host="127.0.0.1", port=port, workers=1, worker_connections=connections)
+    with (instance / "server.log").open("ab") as log:
+        # The same command as `livesale serve`; it inherits the raised open-file limit.
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    for _ in range(300):
+        if proc.poll() is not None:
+            break
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/livez", timeout=1).ok:
+                return proc
+        except requests.RequestException:
+            time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError((instance / "server.log").read_text()[-3000:])
+
+
+def worker_pid(master: int) -> int:
+    for _ in range(50):
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise RuntimeError("no gunicorn worker")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+def split(n: int, parts: int) -> list[int]:
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+# --- runs -----------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, opts: argparse.Namespace, connections: int, tmp: Path):
+        import requests
+
+        self.opts = opts
+        db_url = f"sqlite:///{tmp}/bench.sqlite"
+        self.token = prepare(db_url, opts.redis)
+        self.proc = start_server(db_url, opts.redis, tmp, opts.port, connections)
+        self.worker = worker_pid(self.proc.pid)
+        self.base = f"http://127.0.0.1:{opts.port}"
+        auth_h = {"Authorization": f"Bearer {self.token}"}
+        self.sid = requests.post(f"{self.base}/api/v1/sessions", json=SESSION, headers=auth_h).json()["id"]
+        requests.post(f"{self.base}/api/v1/sessions/{self.sid}/start", headers=auth_h).raise_for_status()
+        self.orders_url = f"{self.base}/api/v1/sessions/{self.sid}/orders"
+        self.posted = 0
+        self.pool = ViewerPool(opts.procs)
+        self.viewers = 0
+
+    def add_viewers(self, n: int) -> dict[str, Any]:
+        parts = self.pool.call([("add", k, self.base, self.token, self.sid) for k in split(n, self.opts.procs)])
+        joined = sum(p["joined"] for p in parts)
+        self.viewers += joined
+        reasons: dict[str, int] = {}
+        for p in parts:
+            for k, v in p["reasons"].items():
+                reasons[k] = reasons.get(k, 0) + v
+        return {"joined": joined, "failed": sum(p["failed"] for p in parts), "reasons": reasons,
+                "seconds": max(p["seconds"] for p in parts)}
+
+    def orders(self, rate: float, seconds: float, *, latency: bool) -> dict[str, Any]:
+        self.pool.all("mark")
+        cpu0, t0 = cpu_seconds(self.worker), time.monotonic()
+        posted = asyncio.run(post_orders(self.orders_url, self.token, rate, seconds, seed=self.posted))
+        self.posted += len(posted["acked"])
+        final = self.pool.all("wait_final", self.posted, 10.0, timeout=60)
+        cpu = (cpu_seconds(self.worker) - cpu0) / (time.monotonic() - t0)
+        out = {
+            "acked": len(posted["acked"]), "errors": posted["errors"], "cpu": cpu,
+            "got_final": sum(f["got_final"] for f in final), "connected": sum(f["connected"] for f in final),
+            "http_p50": pct(posted["http"], 0.5), "http_p99": pct(posted["http"], 0.99),
+        }
+        if latency:
+            # Thresholds count every order the bench posted (earlier runs included).
+            base = self.posted - len(posted["acked"])
+            acks = [a for a, _ in posted["acked"]]
+            thresholds = [base + n for _, n in posted["acked"]]
+            lat = sorted(x for part in self.pool.all("latencies", thresholds, acks, self.opts.sample)
+                         for x in part)
+            out.update(pairs=len(lat), missing=sum(1 for x in lat if x == float("inf")),
+                       p50=pct(lat, 0.5), p90=pct(lat, 0.9), p99=pct(lat, 0.99), max=pct(lat, 1.0))
+        return out
+
+    def close(self) -> None:
+        self.pool.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_latency(opts: argparse.Namespace, tmp: Path) -> list[tuple[str, str]]:
+    bench = Bench(opts, opts.viewers + 200, tmp)
+    rows: list[tuple[str, str]] = []
+    try:
+        bench.orders(20, 1.0, latency=False)  # warm up pools and the ticker
+        time.sleep(1)
+        rss0 = rss_kb(bench.worker)
+        j = bench.add_viewers(opts.viewers)
+        time.sleep(2)
+        rss1 = rss_kb(bench.worker)
+        rows.append(("viewers joined", f"{j['joined']:,} of {opts.viewers:,} in {j['seconds']:.1f} s, failed {j['failed']} {j['reasons'] or ''}"))
+        per = (rss1 - rss0) / max(1, j["joined"])
+        rows.append(("server RSS", f"{rss0 / 1024:.0f} MB before joins, {rss1 / 1024:.0f} MB after: "
+                                   f"{per:.0f} KB per viewer"))
+        cpu_idle0, t0 = cpu_seconds(bench.worker), time.monotonic()
+        time.sleep(3)
+        idle = (cpu_seconds(bench.worker) - cpu_idle0) / (time.monotonic() - t0)
+        rows.append(("server CPU, viewers idle", f"{idle * 100:.0f} % of a core"))
+        r = bench.orders(opts.rate, opts.seconds, latency=True)
+        rows += [
+            (f"orders posted at {opts.rate:.0f}/s for {opts.seconds:.0f} s",
+             f"{r['acked']:,} acknowledged, errors {r['errors']}; POST p50 {r['http_p50']:.1f} ms "
+             f"p99 {r['http_p99']:.1f} ms"),
+            ("ack -> viewer got totals including it",
+             f"p50 {r['p50']:.0f} ms  p90 {r['p90']:.0f} ms  p99 {r['p99']:.0f} ms  max {r['max']:.0f} ms  "
+             f"({r['pairs']:,} viewer x order pairs, never arrived {r['missing']})"),
+            ("viewers with the exact final totals", f"{r['got_final']:,} of {bench.viewers:,} (connected {r['connected']:,})"),
+            ("server CPU while posting", f"{r['cpu'] * 100:.0f} % of a core (worker pid {bench.worker})"),
+        ]
+    finally:
+        bench.close()
+    return rows
+
+
+def run_max(opts: argparse.Namespace, tmp: Path) -> list[tuple[str, str]]:
+    steps = [int(s) for s in opts.steps.split(",")]
+    bench = Bench(opts, steps[-1] + 200, tmp)
+    rows: list[tuple[str, str]] = []
+    try:
+        bench.orders(20, 1.0, latency=False)
+        time.sleep(1)
+        rss0 = rss_kb(bench.worker)
+        for target in steps:
+            j = bench.add_viewers(target - bench.viewers)
+            time.sleep(1)
+            rss = rss_kb(bench.worker)
+            r = bench.orders(opts.step_rate, opts.step_seconds, latency=True)
+            held = bench.viewers == target and r["got_final"] == target and r["errors"] == 0
+            rows.append((
+                f"{target:,} viewers",
+                f"{'HELD' if held else 'FAILED'}: joined {bench.viewers:,} (this step failed {j['failed']}, "
+                f"{j['seconds']:.1f} s), final totals at {r['got_final']:,}; "
+                f"{(rss - rss0) / max(1, bench.viewers):.0f} KB RSS/viewer; CPU {r['cpu'] * 100:.0f} %; "
+                f"latency p50 {r['p50']:.0f} ms p99 {r['p99']:.0f} ms at {opts.step_rate:.0f} orders/s",
+            ))
+            if not held:
+                break
+    finally:
+        bench.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--viewers", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=200.0, help="orders/s while measuring latency")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--procs", type=int, default=2, help="client processes holding the viewers")
+    parser.add_argument("--sample", type=int, default=1, help="measure latency on every n-th viewer")
+    parser.add_argument("--max-viewers", action="store_true", help="add viewers in steps until one fails")
+    parser.add_argument("--steps", default="1000,2000,4000")
+    parser.add_argument("--step-rate", type=float, default=50.0)
+    parser.add_argument("--step-seconds", type=float, default=5.0)
+    parser.add_argument("--port", type=int, default=5620)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/7")
+    opts = parser.parse_args()
+    limit = raise_nofile()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = run_max(opts, Path(tmp)) if opts.max_viewers else run_latency(opts, Path(tmp))
+    load = os.getloadavg()
+    print(f"\nlivesale push benchmark — {os.cpu_count()} cores, 1 gevent worker, {opts.procs} client processes, "
+          f"nofile {limit}, load {load[0]:.1f}")
+    width = max(len(r[0]) for r in rows)
+    for label, value in rows:
+        print(f"  {label.ljust(width)}  {value}")
+
+
+if __name__ == "__main__":
+    main()

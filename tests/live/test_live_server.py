@@ -1,0 +1,306 @@
+"""The /live namespace over the wire: a real python-socketio client against ``gunicorn -k gevent``.
+
+What the test-client tests (test_live_namespace.py) cannot see: the background
+ticker's coalescing in real time, reconnection, and the refusals done by
+Engine.IO itself (origin, message size) and at connect (token).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+import socketio
+
+from tests.conftest import Api, Users
+
+NS = "/live"
+PRICE = 6980  # APRICOT-5KG
+
+
+class Viewer:
+    """A ``socketio.Client`` on ``/live`` that records what it receives, with arrival times."""
+
+    def __init__(self, *, reconnection: bool = False, origin: str | None = None):
+        # websocket-client always sends an Origin (the server's own): replace it through its
+        # options; an Origin in ``headers`` would go out as a second header.
+        self.origin = origin
+        self.client = socketio.Client(
+            reconnection=reconnection, reconnection_delay=0.2, reconnection_delay_max=0.5,
+            randomization_factor=0.1, reconnection_attempts=100,
+            websocket_extra_options={"origin": origin} if origin else None,
+        )
+        self.cond = threading.Condition()
+        self.events: list[tuple[float, str, Any]] = []
+        self.connects = 0
+        self.disconnects = 0
+        for name in ("totals", "orders", "error"):
+            self.client.on(name, self._recorder(name), namespace=NS)
+        self.client.on("connect", self._on_connect, namespace=NS)
+        self.client.on("disconnect", self._on_disconnect, namespace=NS)
+
+    def _recorder(self, name: str) -> Callable[[Any], None]:
+        def record(data: Any) -> None:
+            with self.cond:
+                self.events.append((time.monotonic(), name, data))
+                self.cond.notify_all()
+
+        return record
+
+    def _on_connect(self) -> None:
+        with self.cond:
+            self.connects += 1
+            self.cond.notify_all()
+
+    def _on_disconnect(self, reason: Any = None) -> None:
+        with self.cond:
+            self.disconnects += 1
+            self.cond.notify_all()
+
+    def connect(self, url: str, token: str | None = None, transport: str = "websocket") -> Viewer:
+        self.client.connect(
+            url, namespaces=[NS], transports=[transport], auth={"token": token} if token else None,
+            headers={"Origin": self.origin} if self.origin and transport == "polling" else {},
+            wait_timeout=5,
+        )
+        return self
+
+    def join(self, data: Any) -> None:
+        self.client.emit("join", data, namespace=NS)
+
+    def of(self, name: str) -> list[Any]:
+        with self.cond:
+            return [d for _, n, d in self.events if n == name]
+
+    def timed(self, name: str) -> list[tuple[float, Any]]:
+        with self.cond:
+            return [(at, d) for at, n, d in self.events if n == name]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        with self.cond:
+            return self.cond.wait_for(predicate, timeout=timeout)
+
+    def wait_totals(self, check: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
+        found: list[dict[str, Any]] = []
+
+        def ready() -> bool:
+            found[:] = [d for _, n, d in self.events if n == "totals" and check(d)]
+            return bool(found)
+
+        assert self.wait_for(ready, timeout), f"no matching totals within {timeout} s; got {self.of('totals')}"
+        return found[-1]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.shutdown()
+        # After a close by the server, python-engineio leaves its websocket open (a ResourceWarning).
+        ws = getattr(self.client.eio, "ws", None)
+        if ws is not None:
+            ws.shutdown()
+
+
+@pytest.fixture
+def viewers() -> Iterator[Callable[..., Viewer]]:
+    made: list[Viewer] = []
+
+    def make(**kw: Any) -> Viewer:
+        made.append(Viewer(**kw))
+        return made[-1]
+
+    yield make
+    for v in made:
+        v.close()
+
+
+def post_orders(url: str, token: str, session_id: int, quantities: list[int], threads: int = 16) -> list[float]:
+    """POST one order per quantity, concurrently; returns the times the 201s were received."""
+    local = threading.local()
+
+    def one(quantity: int) -> float:
+        if not hasattr(local, "http"):
+            local.http = requests.Session()
+            opened.append(local.http)
+        r = local.http.post(
+            f"{url}/api/v1/sessions/{session_id}/orders",
+            json={"sku": "APRICOT-5KG", "quantity": quantity, "buyer_region": "浙江杭州"},
+            headers={"Authorization": f"Bearer {token}"}, timeout=10,
+        )
+        assert r.status_code == 201, r.text
+        return time.monotonic()
+
+    opened: list[requests.Session] = []
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(one, quantities))
+    finally:
+        for http in opened:
+            http.close()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_join_gets_a_snapshot(
+    server_factory: Any, users: Users, host_api: Api, live_session: dict[str, Any], viewers: Any, transport: str
+) -> None:
+    server = server_factory()
+    token = users.token("host")
+    post_orders(server.url, token, live_session["id"], [2, 1])
+    viewer = viewers().connect(server.url, token, transport=transport)
+    assert viewer.client.transport() == transport
+    viewer.join({"session": live_session["id"]})
+    snap = viewer.wait_totals(lambda d: True, timeout=5)
+    assert snap["session_id"] == live_session["id"]
+    assert snap["orders"] == 2 and snap["amount_fen"] == 3 * PRICE
+    assert snap["started_at"] and snap["planned_duration_min"] == 120
+    api_totals = host_api.get(f"/api/v1/sessions/{live_session['id']}/totals").json
+    assert {k: snap[k] for k in api_totals} == api_totals
+    assert viewer.wait_for(lambda: bool(viewer.of("orders")), 2)
+    assert sorted(e["quantity"] for e in viewer.of("orders")[0]) == [1, 2]
+    assert viewer.of("error") == []
+
+
+def test_a_burst_is_coalesced_into_a_few_exact_totals_with_rising_versions(
+    server_factory: Any, users: Users, live_session: dict[str, Any], viewers: Any
+) -> None:
+    server = server_factory()
+    token = users.token("host")
+    viewer = viewers().connect(server.url, token)
+    viewer.join({"session": live_session["id"]})
+    first = viewer.wait_totals(lambda d: True)
+    assert first["orders"] == 0
+
+    quantities = [1 + i % 3 for i in range(100)]
+    started = time.monotonic()
+    acks = post_orders(server.url, token, live_session["id"], quantities)
+    last_ack = max(acks)
+    burst_s = last_ack - started
+    final = viewer.wait_totals(lambda d: d["orders"] == 100, timeout=3)
+    arrived = next(at for at, d in viewer.timed("totals") if d["orders"] == 100)
+    time.sleep(0.3)  # anything sent after the exact one would show up here
+
+    pushed = viewer.of("totals")[1:]
+    # One tick (0.1 s) coalesces whatever came in it: a burst of ~1 s gives ~10 events, not 100.
+    assert 1 <= len(pushed) <= 20, (len(pushed), f"burst took {burst_s:.2f} s")
+    assert pushed[-1] == final  # the last one is the exact one...
+    assert final["amount_fen"] == sum(quantities) * PRICE
+    assert arrived - last_ack < 1.0  # ...and it came within a second of the last acknowledgment
+
+    # Versions never go back; they rise whenever the figures change (a heartbeat repeats one).
+    seen = viewer.of("totals")
+    for before, after in zip(seen, seen[1:], strict=False):
+        assert after["version"] >= before["version"], (before, after)
+        if (after["orders"], after["amount_fen"]) != (before["orders"], before["amount_fen"]):
+            assert after["version"] > before["version"], (before, after)
+        assert after["orders"] >= before["orders"]
+    # The feed ticker got the new orders too, at most 20 per event.
+    assert viewer.of("orders") and all(0 < len(batch) <= 20 for batch in viewer.of("orders"))
+
+
+def test_reconnecting_gets_a_fresh_snapshot(
+    server_factory: Any, users: Users, host_api: Api, live_session: dict[str, Any], viewers: Any
+) -> None:
+    server = server_factory()
+    token = users.token("host")
+    sid = live_session["id"]
+    viewer = viewers().connect(server.url, token)
+    viewer.join({"session": sid})
+    viewer.wait_totals(lambda d: d["orders"] == 0)
+
+    # Away for a while: orders come in meanwhile; back, it joins again and is up to date.
+    viewer.client.disconnect()
+    post_orders(server.url, token, sid, [1, 2, 3])
+    viewer.events.clear()
+    viewer.connect(server.url, token)
+    viewer.join({"session": sid})
+    snap = viewer.wait_totals(lambda d: True)
+    assert snap["orders"] == 3 and snap["amount_fen"] == 6 * PRICE
+
+
+def test_automatic_reconnection_after_a_server_restart_on_the_same_port(
+    server_factory: Any, users: Users, host_api: Api, live_session: dict[str, Any], viewers: Any
+) -> None:
+    server = server_factory()
+    token = users.token("host")
+    sid = live_session["id"]
+    viewer = viewers(reconnection=True).connect(server.url, token)
+    viewer.join({"session": sid})
+    viewer.wait_totals(lambda d: d["orders"] == 0)
+
+    server.kill()
+    assert viewer.wait_for(lambda: viewer.disconnects == 1, 5)
+    # An order taken while the server is down (by another process on the same backends).
+    assert host_api.post(f"/api/v1/sessions/{sid}/orders",
+                         json={"sku": "APRICOT-5KG", "quantity": 4, "buyer_region": "上海"}).status_code == 201
+    restarted = server_factory(port=server.port)
+    assert restarted.url == server.url
+    assert viewer.wait_for(lambda: viewer.connects == 2, 10), "python-socketio did not reconnect"
+    viewer.join({"session": sid})  # rooms do not survive a restart: the client joins again
+    snap = viewer.wait_totals(lambda d: d["orders"] == 1, timeout=5)
+    assert snap["amount_fen"] == 4 * PRICE
+    # And pushes flow again from the new server's ticker.
+    post_orders(restarted.url, token, sid, [1])
+    viewer.wait_totals(lambda d: d["orders"] == 2, timeout=3)
+
+
+def test_a_bad_join_gets_an_error_and_no_room(
+    server_factory: Any, users: Users, live_session: dict[str, Any], viewers: Any
+) -> None:
+    server = server_factory()
+    token = users.token("host")
+    sid = live_session["id"]
+    viewer = viewers().connect(server.url, token)
+    anonymous = viewers().connect(server.url)
+    viewer.join({"session": 999_999})
+    viewer.join({"sessions": sid})
+    viewer.join({"widget": "no-such-widget"})
+    anonymous.join({"session": sid})
+    assert viewer.wait_for(lambda: len(viewer.of("error")) == 3, 5)
+    assert anonymous.wait_for(lambda: len(anonymous.of("error")) == 1, 5)
+    # Events are handled concurrently (a greenlet each): the errors may come in any order.
+    assert sorted(e["code"] for e in viewer.of("error")) == ["invalid", "not_found", "not_found"]
+    assert anonymous.of("error")[0]["code"] in {"forbidden", "unauthorized"}
+
+    post_orders(server.url, token, sid, [1, 1])
+    time.sleep(0.6)  # several ticks
+    assert viewer.of("totals") == [] and viewer.of("orders") == []
+    assert anonymous.of("totals") == [] and anonymous.of("orders") == []
+    assert viewer.client.connected and anonymous.client.connected  # an error, not a disconnect
+
+
+def test_a_bad_token_is_refused_at_connect(server_factory: Any, users: Users, viewers: Any) -> None:
+    server = server_factory()
+    users.token("host")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        viewers().connect(server.url, "not-a-token")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        viewers().connect(server.url, "not-a-token", transport="polling")
+
+
+def test_a_foreign_origin_is_refused(server_factory: Any, users: Users, viewers: Any) -> None:
+    server = server_factory()
+    token = users.token("host")
+    for transport in ("websocket", "polling"):
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            viewers(origin="http://evil.example").connect(server.url, token, transport=transport)
+        # The app's own origin is fine.
+        assert viewers(origin=server.url).connect(server.url, token, transport=transport).client.connected
+
+
+def test_an_oversized_message_disconnects(
+    server_factory: Any, users: Users, live_session: dict[str, Any], viewers: Any
+) -> None:
+    server = server_factory()
+    token = users.token("host")
+    viewer = viewers().connect(server.url, token)
+    viewer.join({"widget": "x" * 17_000})  # > 16 KB, the configured cap
+    assert viewer.wait_for(lambda: viewer.disconnects == 1, 5), "an oversized message was accepted"
+    assert viewer.of("error") == [] and viewer.of("totals") == []
+    # A message under the cap is handled (and answered with an error, it is not a valid key).
+    other = viewers().connect(server.url, token)
+    other.join({"widget": "x" * 15_000})
+    assert other.wait_for(lambda: bool(other.of("error")), 5)
+    assert other.client.connected
