@@ -22,9 +22,18 @@ class Backend:
 
     def init_app(self, app: Flask) -> None:
         engine = create_db_engine(app.config["DATABASE_URL"])
-        client = redis.Redis.from_url(
-            app.config["REDIS_URL"], socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+        # A bounded pool: with thousands of greenlets (viewers joining at
+        # once) an unbounded one opens a connection per greenlet and runs the
+        # worker out of file descriptors; here they queue for a connection.
+        pool = redis.BlockingConnectionPool.from_url(
+            app.config["REDIS_URL"],
+            max_connections=app.config["REDIS_MAX_CONNECTIONS"],
+            timeout=10,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            health_check_interval=30,
         )
+        client = redis.Redis(connection_pool=pool)
         app.extensions["livesale"] = Store(db=engine, totals=TotalsEngine(client))
 
     @property
