@@ -31,7 +31,6 @@ import asyncio
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -41,9 +40,7 @@ from typing import Any
 import aiohttp
 import redis
 import sqlalchemy as sa
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import make_token, pct, start_server  # noqa: E402  (bench/ is on sys.path as the script's folder)
 
 from livesale.core import auth, schema  # noqa: E402
 from livesale.core.db import create_db_engine, write_transaction  # noqa: E402
@@ -157,12 +154,6 @@ def run_clients(mode: str, processes: int, *args: Any) -> dict[str, Any]:
     }
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(q * len(values)))] * 1000
-
-
 # --- the server under test ---------------------------------------------------------
 
 
@@ -174,45 +165,6 @@ def prepare_database(url: str) -> None:
             conn.execute(sa.text("CREATE SCHEMA public"))
         engine.dispose()
     schema.upgrade(url)
-
-
-def make_token(url: str) -> str:
-    engine = create_db_engine(url)
-    with write_transaction(engine) as conn:
-        auth.create_user(conn, name="bench", role="host")
-        token = auth.issue_token(conn, user_name="bench")
-    engine.dispose()
-    return token
-
-
-def start_server(db_url: str, redis_url: str, instance: Path, port: int, workers: int) -> Any:
-    import subprocess
-
-    from livesale.server import gunicorn_command
-
-    env = {
-        **os.environ,
-        "LIVESALE_ENV": "testing",
-        "LIVESALE_SECRET_KEY": "bench-only",
-        "LIVESALE_DATABASE_URL": db_url,
-        "LIVESALE_REDIS_URL": redis_url,
-        "LIVESALE_INSTANCE_PATH": str(instance),
-    }
-    log = open(instance / "server.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
-        gunicorn_command(host="127.0.0.1", port=port, workers=workers, worker_connections=1000),
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-    )
-    import requests
-
-    for _ in range(200):
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/livez", timeout=1).ok:
-                return proc
-        except requests.RequestException:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError((instance / "server.log").read_text()[-3000:])
 
 
 def seed_orders(db_url: str, session_id: int, count: int) -> None:
@@ -250,7 +202,7 @@ def bench_database(name: str, db_url: str, redis_url: str, opts: argparse.Namesp
     with tempfile.TemporaryDirectory() as tmp:
         instance = Path(tmp)
         port = 5600 + (0 if name == "sqlite" else 1)
-        proc = start_server(db_url, redis_url, instance, port, opts.workers)
+        proc = start_server(db_url, redis_url, instance, port, workers=opts.workers)
         try:
             base = f"http://127.0.0.1:{port}"
             auth_h = {"Authorization": f"Bearer {token}"}

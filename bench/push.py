@@ -43,15 +43,13 @@ import multiprocessing as mp
 import os
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import make_token, pct, start_server  # noqa: E402  (bench/ is on sys.path as the script's folder)
 
 SESSION = {
     "title": "push bench",
@@ -266,52 +264,17 @@ async def post_orders(url: str, token: str, rate: float, seconds: float, seed: i
 
 
 def prepare(db_url: str, redis_url: str) -> str:
+    """Migrate, create the bench user, empty the scratch Redis database; returns the token."""
     import redis
 
-    from livesale.core import auth, schema
-    from livesale.core.db import create_db_engine, write_transaction
+    from livesale.core import schema
 
     schema.upgrade(db_url)
-    engine = create_db_engine(db_url)
-    with write_transaction(engine) as conn:
-        auth.create_user(conn, name="bench", role="host")
-        token = auth.issue_token(conn, user_name="bench")
-    engine.dispose()
+    token = make_token(db_url)
     r = redis.Redis.from_url(redis_url)
     r.flushdb()
     r.close()
     return token
-
-
-def start_server(db_url: str, redis_url: str, instance: Path, port: int, connections: int) -> subprocess.Popen[bytes]:
-    import requests
-
-    from livesale.server import gunicorn_command
-
-    env = {
-        **os.environ,
-        "LIVESALE_ENV": "testing",
-        "LIVESALE_SECRET_KEY": "bench-only",
-        "LIVESALE_DATABASE_URL": db_url,
-        "LIVESALE_REDIS_URL": redis_url,
-        "LIVESALE_INSTANCE_PATH": str(instance),
-        "LIVESALE_LOG_LEVEL": "WARNING",
-    }
-    command = gunicorn_command(host="127.0.0.1", port=port, workers=1, worker_connections=connections)
-    with (instance / "server.log").open("ab") as log:
-        # The same command as `livesale serve`; it inherits the raised open-file limit.
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    for _ in range(300):
-        if proc.poll() is not None:
-            break
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/livez", timeout=1).ok:
-                return proc
-        except requests.RequestException:
-            time.sleep(0.1)
-    proc.kill()
-    proc.wait()
-    raise RuntimeError((instance / "server.log").read_text()[-3000:])
 
 
 def worker_pid(master: int) -> int:
@@ -335,12 +298,6 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(q * len(values)))] * 1000
-
-
 def split(n: int, parts: int) -> list[int]:
     return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
 
@@ -355,7 +312,7 @@ class Bench:
         self.opts = opts
         db_url = f"sqlite:///{tmp}/bench.sqlite"
         self.token = prepare(db_url, opts.redis)
-        self.proc = start_server(db_url, opts.redis, tmp, opts.port, connections)
+        self.proc = start_server(db_url, opts.redis, tmp, opts.port, connections=connections)
         self.worker = worker_pid(self.proc.pid)
         self.base = f"http://127.0.0.1:{opts.port}"
         auth_h = {"Authorization": f"Bearer {self.token}"}

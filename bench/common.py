@@ -1,0 +1,65 @@
+"""What the benchmark scripts share: the server under test and its first user."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def make_token(db_url: str) -> str:
+    """A host user ``bench`` and an API token for it, in a migrated database."""
+    from livesale.core import auth
+    from livesale.core.db import create_db_engine, write_transaction
+
+    engine = create_db_engine(db_url)
+    with write_transaction(engine) as conn:
+        auth.create_user(conn, name="bench", role="host")
+        token = auth.issue_token(conn, user_name="bench")
+    engine.dispose()
+    return token
+
+
+def start_server(
+    db_url: str, redis_url: str, instance: Path, port: int, *, workers: int = 1, connections: int = 1000
+) -> subprocess.Popen[bytes]:
+    """``livesale serve``'s gunicorn command on ``port``; returns once ``/livez`` answers."""
+    import requests
+
+    from livesale.server import gunicorn_command
+
+    env = {
+        **os.environ,
+        "LIVESALE_ENV": "testing",
+        "LIVESALE_SECRET_KEY": "bench-only",
+        "LIVESALE_DATABASE_URL": db_url,
+        "LIVESALE_REDIS_URL": redis_url,
+        "LIVESALE_INSTANCE_PATH": str(instance),
+        "LIVESALE_LOG_LEVEL": "WARNING",
+    }
+    command = gunicorn_command(host="127.0.0.1", port=port, workers=workers, worker_connections=connections)
+    with (instance / "server.log").open("ab") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    for _ in range(300):
+        if proc.poll() is not None:
+            break
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/livez", timeout=1).ok:
+                return proc
+        except requests.RequestException:
+            time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError((instance / "server.log").read_text()[-3000:])
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted seconds, in milliseconds."""
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
