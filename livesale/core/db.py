@@ -179,14 +179,7 @@ def read_snapshot(conn: sa.Connection, session_id: int) -> Snapshot:
     )
 
 
-_INSERT_IGNORING: dict[tuple[str, str], sa.Insert] = {}
-
-
 def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table) -> sa.Insert:
-    """``INSERT … ON CONFLICT DO NOTHING`` for the connection's dialect (built once)."""
-    key = (conn.dialect.name, table.name)
-    statement = _INSERT_IGNORING.get(key)
-    if statement is None:
-        module = sqlite if is_sqlite(conn) else postgresql
-        statement = _INSERT_IGNORING[key] = module.insert(table).on_conflict_do_nothing()
-    return statement
+    """``INSERT … ON CONFLICT DO NOTHING`` for the connection's dialect."""
+    module = sqlite if is_sqlite(conn) else postgresql
+    return module.insert(table).on_conflict_do_nothing()

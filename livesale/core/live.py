@@ -11,6 +11,7 @@ from .auth import Actor
 from .errors import Forbidden, InvalidInput, NotFound
 from .sessions import SessionInfo, Store, load_session, session_totals
 from .totals import FeedEntry
+from .validation import MAX_ID
 
 #: The Socket.IO contract, in one place: namespace, client events, server events.
 NAMESPACE = "/live"
@@ -34,7 +35,7 @@ def resolve_join(store: Store, *, actor: Actor | None, data: Any) -> SessionInfo
         raise InvalidInput('send {"session": <id>} or {"widget": "<key>"}', field="join")
     if "session" in data:
         session_id = data["session"]
-        if type(session_id) is not int or not 0 < session_id < 2**31:
+        if type(session_id) is not int or not 0 < session_id <= MAX_ID:
             raise InvalidInput("must be a session id", field="session")
         if actor is None:
             raise Forbidden("log in or connect with an API token to watch a session")

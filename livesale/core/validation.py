@@ -39,6 +39,8 @@ ORDER_FIELDS = frozenset(
 )
 TEXT_LIMITS = {"buyer_region": 64, "channel": 32, "external_id": 128}
 IDEMPOTENCY_KEY_MAX = 128
+#: Ids are 32-bit integers on PostgreSQL: anything larger names nothing.
+MAX_ID = 2**31 - 1
 
 
 def _path(prefix: str, name: str) -> str:

@@ -24,7 +24,7 @@ API = "/api/v1"
 MAX_BATCH = DEFAULTS["MAX_BATCH"]
 MAX_BODY_BYTES = DEFAULTS["MAX_CONTENT_LENGTH"]
 #: Session ids are ``integer`` columns, 32-bit on PostgreSQL; a larger id in a path is a 404.
-MAX_ID = 2**31 - 1
+MAX_ID = v.MAX_ID
 
 # Characters ``str.strip()`` removes, and control characters, as regex class bodies.
 _SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"

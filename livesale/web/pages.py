@@ -22,6 +22,7 @@ from livesale.core import sessions as session_service
 from livesale.core.errors import Forbidden, NotFound, Unavailable
 from livesale.core.live import feed_payload, totals_payload
 from livesale.core.sessions import SessionInfo
+from livesale.core.validation import MAX_ID
 from livesale.extensions import backend
 
 from .login import current_actor
@@ -38,7 +39,7 @@ CHART_MINUTES = 30
 def _session_for(session_id: int, *, manage: bool = False) -> SessionInfo:
     """The session if the logged-in person may see it (or manage it): else 404/403 pages."""
     actor = current_actor()
-    if actor is None or session_id >= 2**31:
+    if actor is None or session_id > MAX_ID:
         abort(404)
     try:
         info = session_service.get_session(backend.store, actor=actor, session_id=session_id)
