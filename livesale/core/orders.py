@@ -10,9 +10,11 @@ totals are rebuilt from SQL (see ``core.totals``).
 from __future__ import annotations
 
 import dataclasses
+import operator
+import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +24,7 @@ from livesale.models import utcnow
 
 from . import tables as t
 from .auth import Actor, require_writer
-from .db import begin_session_write, insert_ignoring_conflicts, is_sqlite, write_transaction
+from .db import begin_session_write, is_sqlite, write_transaction
 from .errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, Unavailable
 from .figures import Figures
 from .results import load_live_figures
@@ -36,8 +38,8 @@ _ORDER_COLUMNS = (
 )
 
 
-def order_view(row: Any) -> dict[str, Any]:
-    """The JSON shape of an order."""
+def order_view(row: Any, *, created_at: str | None = None) -> dict[str, Any]:
+    """The JSON shape of an order; ``created_at`` is the row's time already formatted."""
     refunded = row["refunded_at"]
     return {
         "id": str(row["id"]),
@@ -50,7 +52,7 @@ def order_view(row: Any) -> dict[str, Any]:
         "channel": row["channel"],
         "external_id": row["external_id"],
         "status": row["status"],
-        "created_at": _iso(row["created_at"]),
+        "created_at": created_at or _iso(row["created_at"]),
         "refunded_at": _iso(refunded) if refunded else None,
     }
 
@@ -102,17 +104,21 @@ def _existing_for(conn: sa.Connection, session_id: int, rows: list[dict[str, Any
     return found
 
 
-_INSERT_ORDERS: dict[str, sa.Insert] = {}
+def new_order_ids(count: int) -> list[uuid.UUID]:
+    """``count`` fresh order ids: UUIDv7 (RFC 9562), ordered by creation time.
 
-
-def _insert_orders(conn: sa.Connection) -> sa.Insert:
-    """``INSERT INTO orders … ON CONFLICT DO NOTHING RETURNING 1``, built once per dialect."""
-    statement = _INSERT_ORDERS.get(conn.dialect.name)
-    if statement is None:
-        statement = _INSERT_ORDERS[conn.dialect.name] = insert_ignoring_conflicts(conn, t.orders).returning(
-            sa.literal_column("1")
-        )
-    return statement
+    Random (v4) ids land on random pages of the primary-key index, so every
+    batch dirties a page per order and each commit writes them all (to the
+    WAL on both databases). Time-ordered ids append to the index's right edge.
+    The 74 bits after the millisecond are random.
+    """
+    prefix = (time.time_ns() // 1_000_000) << 80 | 0x7 << 76
+    noise = os.urandom(10 * count)
+    ids = []
+    for i in range(0, 10 * count, 10):
+        r = int.from_bytes(noise[i : i + 10])
+        ids.append(uuid.UUID(int=prefix | (r >> 68) << 64 | 0x8000000000000000 | (r & 0x3FFFFFFFFFFFFFFF)))
+    return ids
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -164,6 +170,7 @@ def _rows_for(
     request: _OrderRequest, *, session_id: int, prices: dict[str, int], txid: int, now: datetime, minute: int
 ) -> list[dict[str, Any]]:
     rows = []
+    ids = new_order_ids(len(request.orders))
     for i, order in enumerate(request.orders):
         if order.sku not in prices:
             raise InvalidInput("is not a product of this session", field=_field(order, "sku"))
@@ -173,7 +180,7 @@ def _rows_for(
             key = f"{key}#{i}"
         rows.append(
             {
-                "id": uuid.uuid4(),
+                "id": ids[i],
                 "session_id": session_id,
                 "sku": order.sku,
                 "quantity": order.quantity,
@@ -230,18 +237,24 @@ def _commit_group(store: Store, session_id: int, group: Sequence[_OrderRequest])
                     raise
                 outcomes[index] = exc
         rows = [row for index in rows_of for row in rows_of[index]]
-        # Insert in one canonical order. On PostgreSQL an insert that meets an
-        # uncommitted row with the same external id or key waits for that
-        # transaction; two batches overlapping in opposite orders would wait
-        # for each other (a deadlock, one of them failing). Taking the keys
-        # in sorted order makes every transaction wait in the same direction.
-        in_key_order = sorted(
-            rows, key=lambda r: (r["external_id"] is None, r["external_id"] or "", r["idempotency_key"] or "")
-        )
+        if is_sqlite(conn):
+            in_key_order = rows  # writers take the database lock in turn: nobody waits on a row
+        else:
+            # Insert in one canonical order. On PostgreSQL an insert that meets an
+            # uncommitted row with the same external id or key waits for that
+            # transaction; two batches overlapping in opposite orders would wait
+            # for each other (a deadlock, one of them failing). Taking the keys
+            # in sorted order makes every transaction wait in the same direction.
+            in_key_order = sorted(
+                rows, key=lambda r: (r["external_id"] is None, r["external_id"] or "", r["idempotency_key"] or "")
+            )
         inserted_ids = _insert(conn, in_key_order)
-        repeated = [r for r in rows if r["id"] not in inserted_ids]
-        existing = _existing_for(conn, session_id, repeated) if repeated else {}
-        for index, request_rows in rows_of.items():
+        if len(inserted_ids) == len(rows):
+            inserted, existing = rows, {}
+        else:
+            inserted = [r for r in rows if r["id"] in inserted_ids]
+            existing = _existing_for(conn, session_id, [r for r in rows if r["id"] not in inserted_ids])
+        for index, request_rows in rows_of.items() if existing else ():
             for r in request_rows:
                 if r["id"] in existing and existing[r["id"]]["payload_hash"] != r["payload_hash"]:
                     which = "external_id" if r["external_id"] is not None else "Idempotency-Key"
@@ -258,12 +271,15 @@ def _commit_group(store: Store, session_id: int, group: Sequence[_OrderRequest])
                     outcomes[index] = conflict
                     break
         # Leaving the block commits: the orders are durable from here on.
-    inserted = [r for r in rows if r["id"] in inserted_ids]
     totals = _totals_after(store, info, lock.txid, inserted, 1)
+    created_at = _iso(now)  # of every new row
     for index, request_rows in rows_of.items():
         if outcomes[index] is None:
             outcomes[index] = Recorded(
-                orders=[order_view(existing.get(r["id"], r)) for r in request_rows],
+                orders=[
+                    order_view(existing[r["id"]]) if r["id"] in existing else order_view(r, created_at=created_at)
+                    for r in request_rows
+                ],
                 created=any(r["id"] in inserted_ids for r in request_rows),
                 totals=totals,
             )
@@ -271,21 +287,23 @@ def _commit_group(store: Store, session_id: int, group: Sequence[_OrderRequest])
 
 
 def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
-    """Insert ``rows`` skipping conflicts; the ids of the rows inserted."""
+    """Insert ``rows`` skipping conflicts; the ids of the rows inserted.
+
+    A small ``INSERT … ON CONFLICT DO NOTHING`` run as the driver's
+    executemany, with parameters converted once per request rather than per
+    row by SQLAlchemy: the rows of one request share their time and
+    transaction, so only the id needs the column type's conversion. The
+    driver's rowcount counts the rows inserted (a skipped row adds 0).
+    """
     if not rows:
         return set()
-    if is_sqlite(conn):
-        # RETURNING a constant only counts the inserted rows, which is cheap.
-        inserted = len(conn.execute(_insert_orders(conn), [_stored(r) for r in rows]).all())
-    else:
-        # psycopg re-parses a statement of thousands of placeholders on every
-        # call (SQLAlchemy's multi-row VALUES): a small statement run as a
-        # pipelined executemany is several times faster, and its rowcount
-        # counts the rows inserted.
-        columns = [c.name for c in t.orders.columns]
-        inserted = conn.exec_driver_sql(
-            _PG_INSERT_ORDERS, [tuple(r[c] for c in columns) for r in rows]
-        ).rowcount
+    dialect = conn.dialect
+    first = rows[0]
+    constant = tuple(_bind(dialect, name)(first[name]) for name in _SHARED_COLUMNS)
+    to_id = _bind(dialect, "id")
+    per_row = _PER_ROW
+    params = [(to_id(r["id"]), *per_row(r), *constant) for r in rows]
+    inserted = conn.exec_driver_sql(_insert_statement(dialect), params).rowcount
     if inserted == len(rows):
         return {r["id"] for r in rows}
     # Something conflicted (a retry): find out which rows are ours.
@@ -294,14 +312,32 @@ def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
     return set(conn.execute(sa.select(o.c.id).where(o.c.id.in_(ids))).scalars())
 
 
-_PG_INSERT_ORDERS = (
-    f"INSERT INTO orders ({', '.join(c.name for c in t.orders.columns)}) "
-    f"VALUES ({', '.join(['%s'] * len(t.orders.columns))}) ON CONFLICT DO NOTHING"
+#: Columns that differ from row to row (after ``id``), and those that all rows of a request share.
+_ROW_COLUMNS = (
+    "sku", "quantity", "unit_price_fen", "amount_fen", "buyer_region", "channel", "external_id",
+    "idempotency_key", "payload_hash",
 )
+_SHARED_COLUMNS = ("session_id", "status", "created_at", "minute", "txid", "refunded_at", "refund_txid")
+_INSERT_COLUMNS = ("id", *_ROW_COLUMNS, *_SHARED_COLUMNS)
+assert sorted(_INSERT_COLUMNS) == sorted(c.name for c in t.orders.columns), "a column of orders is not inserted"
+_PER_ROW = operator.itemgetter(*_ROW_COLUMNS)
 
 
-def _stored(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k != "_order"}
+def _bind(dialect: sa.Dialect, name: str) -> Callable[[Any], Any]:
+    """The conversion of column ``name``'s type for the driver (ids, times), or none."""
+    return t.orders.c[name].type._cached_bind_processor(dialect) or _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _insert_statement(dialect: sa.Dialect) -> str:
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    return (
+        f"INSERT INTO orders ({', '.join(_INSERT_COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))}) ON CONFLICT DO NOTHING"
+    )
 
 
 def _totals_after(store: Store, info: SessionInfo, txid: int, rows: list[dict[str, Any]], sign: int) -> dict[str, Any]:

@@ -125,3 +125,22 @@ def test_order_is_acknowledged_with_sql_totals_while_redis_is_down(
     # Redis is back but missed that order: the next use rebuilds from SQL.
     totals = host_api.get(f"/api/v1/sessions/{live_session['id']}/totals").json
     assert totals["amount_fen"] == 5900 + 2 * 6980 and totals["orders"] == 2
+
+
+def test_order_ids_are_time_ordered_uuid7_and_match_the_stored_rows(host_api: Api, live_session: dict[str, Any]) -> None:
+    import time
+    import uuid
+
+    before_ms = time.time_ns() // 1_000_000
+    batch = host_api.post(orders_url(live_session), json={"orders": [{"sku": "DRIED-1KG", "quantity": 1}] * 3})
+    single = host_api.post(orders_url(live_session), json={"sku": "APRICOT-5KG", "quantity": 1})
+    ids = [uuid.UUID(o["id"]) for o in batch.json["orders"]] + [uuid.UUID(single.json["order"]["id"])]
+    assert len(set(ids)) == 4
+    for u in ids:
+        assert u.version == 7 and u.variant == uuid.RFC_4122
+        assert before_ms <= u.int >> 80 <= time.time_ns() // 1_000_000
+    assert ids[-1] > max(ids[:3]) or ids[-1].int >> 80 == ids[0].int >> 80
+    listed = host_api.get(f"{orders_url(live_session)}?limit=10").json["orders"]
+    assert sorted(o["id"] for o in listed) == sorted(str(u) for u in ids)
+    refund = host_api.post(f"{orders_url(live_session)}/{ids[0]}/refund")
+    assert refund.status_code == 200 and refund.json["order"]["status"] == "refunded"
