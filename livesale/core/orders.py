@@ -10,6 +10,7 @@ totals are rebuilt from SQL (see ``core.totals``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
 import os
 import time
@@ -289,11 +290,16 @@ def _commit_group(store: Store, session_id: int, group: Sequence[_OrderRequest])
 def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
     """Insert ``rows`` skipping conflicts; the ids of the rows inserted.
 
-    A small ``INSERT … ON CONFLICT DO NOTHING`` run as the driver's
-    executemany, with parameters converted once per request rather than per
-    row by SQLAlchemy: the rows of one request share their time and
-    transaction, so only the id needs the column type's conversion. The
-    driver's rowcount counts the rows inserted (a skipped row adds 0).
+    Parameters are converted once per request rather than per row by
+    SQLAlchemy: the rows of one request share their time and transaction,
+    so only the id needs its column type's conversion. The statement's
+    rowcount counts the rows inserted (a skipped row adds 0).
+
+    SQLite runs a one-row ``INSERT … ON CONFLICT DO NOTHING`` as the
+    driver's executemany (in process, no round trips). PostgreSQL gets one
+    statement for the whole request: each varying column as one array
+    parameter, ``unnest``-ed into rows, the shared values as scalars; one
+    round trip and one plan instead of one execution per row.
     """
     if not rows:
         return set()
@@ -301,9 +307,13 @@ def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
     first = rows[0]
     constant = tuple(_bind(dialect, name)(first[name]) for name in _SHARED_COLUMNS)
     to_id = _bind(dialect, "id")
-    per_row = _PER_ROW
-    params = [(to_id(r["id"]), *per_row(r), *constant) for r in rows]
-    inserted = conn.exec_driver_sql(_insert_statement(dialect), params).rowcount
+    if dialect.name == "postgresql":
+        columns = [[to_id(r["id"]) for r in rows], *([r[name] for r in rows] for name in _ROW_COLUMNS)]
+        inserted = conn.exec_driver_sql(_postgres_insert(dialect), (*constant, *columns)).rowcount
+    else:
+        per_row = _PER_ROW
+        params = [(to_id(r["id"]), *per_row(r), *constant) for r in rows]
+        inserted = conn.exec_driver_sql(_SQLITE_INSERT, params).rowcount
     if inserted == len(rows):
         return {r["id"] for r in rows}
     # Something conflicted (a retry): find out which rows are ours.
@@ -321,6 +331,10 @@ _SHARED_COLUMNS = ("session_id", "status", "created_at", "minute", "txid", "refu
 _INSERT_COLUMNS = ("id", *_ROW_COLUMNS, *_SHARED_COLUMNS)
 assert sorted(_INSERT_COLUMNS) == sorted(c.name for c in t.orders.columns), "a column of orders is not inserted"
 _PER_ROW = operator.itemgetter(*_ROW_COLUMNS)
+_SQLITE_INSERT = (
+    f"INSERT INTO orders ({', '.join(_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join(['?'] * len(_INSERT_COLUMNS))}) ON CONFLICT DO NOTHING"
+)
 
 
 def _bind(dialect: sa.Dialect, name: str) -> Callable[[Any], Any]:
@@ -332,11 +346,16 @@ def _same(value: Any) -> Any:
     return value
 
 
-def _insert_statement(dialect: sa.Dialect) -> str:
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+@functools.cache
+def _postgres_insert(dialect: sa.Dialect) -> str:
+    def sql_type(name: str) -> str:
+        return t.orders.c[name].type.compile(dialect=dialect)
+
+    shared = ", ".join(f"%s::{sql_type(name)}" for name in _SHARED_COLUMNS)
+    arrays = ", ".join(f"%s::{sql_type(name)}[]" for name in ("id", *_ROW_COLUMNS))
     return (
         f"INSERT INTO orders ({', '.join(_INSERT_COLUMNS)}) "
-        f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))}) ON CONFLICT DO NOTHING"
+        f"SELECT u.*, {shared} FROM unnest({arrays}) AS u ON CONFLICT DO NOTHING"
     )
 
 
