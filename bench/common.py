@@ -31,16 +31,15 @@ def start_server(
     """``livesale serve``'s gunicorn command on ``port``; returns once ``/livez`` answers."""
     import requests
 
-    from livesale.server import gunicorn_command
+    from livesale.server import gunicorn_command, worker_env
 
     env = {
         **os.environ,
         "LIVESALE_ENV": "testing",
         "LIVESALE_SECRET_KEY": "bench-only",
-        "LIVESALE_DATABASE_URL": db_url,
-        "LIVESALE_REDIS_URL": redis_url,
-        "LIVESALE_INSTANCE_PATH": str(instance),
         "LIVESALE_LOG_LEVEL": "WARNING",
+        # The same environment ``livesale serve`` gives its workers.
+        **worker_env(instance_path=str(instance), database_url=db_url, redis_url=redis_url, workers=workers),
     }
     command = gunicorn_command(host="127.0.0.1", port=port, workers=workers, worker_connections=connections)
     with (instance / "server.log").open("ab") as log:

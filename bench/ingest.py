@@ -44,6 +44,7 @@ from common import make_token, pct, start_server  # noqa: E402  (bench/ is on sy
 
 from livesale.core import auth, schema  # noqa: E402
 from livesale.core.db import create_db_engine, write_transaction  # noqa: E402
+from livesale.server import default_workers  # noqa: E402
 
 SESSION = {
     "title": "bench",
@@ -274,7 +275,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="offered orders/s for the latency figure")
     parser.add_argument("--clients", type=int, default=1, help="client processes for closed loops")
     parser.add_argument("--conns", type=int, default=32, help="connections per client process")
-    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers (livesale serve uses 1)")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="gunicorn workers (default: livesale serve's, one per core)")
     parser.add_argument("--rebuild-orders", type=int, default=1_000_000)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -179,29 +179,31 @@ def totals_rebuild(session: int | None) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int,
-              help="Worker processes. More than one needs sticky sessions for Socket.IO.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker processes (default: one per core, at most 8). Several share push through Redis.")
 @click.option("--worker-connections", default=2000, show_default=True, type=int,
               help="Concurrent sockets per worker (viewers and API calls together).")
 @with_appcontext
-def serve(host: str, port: int, workers: int, worker_connections: int) -> None:
+def serve(host: str, port: int, workers: int | None, worker_connections: int) -> None:
     """Run livesale with gunicorn and gevent workers.
 
     Migrates the database first (workers must not race to create it), and
     starts the embedded Redis if no LIVESALE_REDIS_URL is set.
     """
-    from .server import gunicorn_command, run_gunicorn
+    from .server import default_workers, gunicorn_command, run_gunicorn, worker_env
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     with _redis_ready(app):
         schema.upgrade(app.config["DATABASE_URL"])
-        click.echo(f"livesale on http://{host}:{port}/  (database {app.config['DATABASE_URL']})", err=True)
-        # The workers must find the same database, Redis and instance folder.
-        env = {
-            "LIVESALE_INSTANCE_PATH": app.instance_path,
-            "LIVESALE_DATABASE_URL": app.config["DATABASE_URL"],
-            "LIVESALE_REDIS_URL": app.config["REDIS_URL"],
-        }
+        workers = workers or default_workers()
+        click.echo(
+            f"livesale on http://{host}:{port}/  ({workers} worker(s), database {app.config['DATABASE_URL']})",
+            err=True,
+        )
+        env = worker_env(
+            instance_path=app.instance_path, database_url=app.config["DATABASE_URL"],
+            redis_url=app.config["REDIS_URL"], workers=workers, message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
+        )
         code = run_gunicorn(
             gunicorn_command(host=host, port=port, workers=workers, worker_connections=worker_connections), env
         )

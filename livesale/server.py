@@ -16,6 +16,34 @@ import sys
 from collections.abc import Mapping
 
 
+def default_workers() -> int:
+    """One worker per core (at most 8): SQLite and the HTTP stack use a core each."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def worker_env(
+    *, instance_path: str, database_url: str, redis_url: str, workers: int, message_queue: str = ""
+) -> dict[str, str]:
+    """What every worker must share: database, Redis, instance folder and, with
+    several workers, the Socket.IO message queue.
+
+    Workers are separate processes: a viewer connected to one must receive
+    the totals that another process's ticker emits, so with more than one
+    worker Socket.IO publishes through Redis (the same server as the totals,
+    unless ``LIVESALE_SOCKETIO_MESSAGE_QUEUE`` names another). The pages'
+    clients connect over WebSocket directly, one long-lived connection to
+    one worker, so no sticky sessions are needed.
+    """
+    env = {
+        "LIVESALE_INSTANCE_PATH": instance_path,
+        "LIVESALE_DATABASE_URL": database_url,
+        "LIVESALE_REDIS_URL": redis_url,
+    }
+    if message_queue or workers > 1:
+        env["LIVESALE_SOCKETIO_MESSAGE_QUEUE"] = message_queue or redis_url
+    return env
+
+
 def gunicorn_command(*, host: str, port: int, workers: int = 1, worker_connections: int = 2000) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn",

@@ -205,17 +205,20 @@ class ServerProcess:
     """``gunicorn -k gevent livesale.wsgi:app`` on a free port, against the test backends."""
 
     def __init__(
-        self, *, database_url: str, redis_url: str, instance: Path, workers: int = 1, port: int | None = None
+        self, *, database_url: str, redis_url: str, instance: Path, workers: int = 1, port: int | None = None,
+        message_queue: str = "",
     ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        from livesale.server import worker_env
+
         self.env = {
             **os.environ,
             "LIVESALE_ENV": "testing",
             "LIVESALE_SECRET_KEY": "test-secret-not-for-production",
-            "LIVESALE_DATABASE_URL": database_url,
-            "LIVESALE_REDIS_URL": redis_url,
-            "LIVESALE_INSTANCE_PATH": str(instance),
+            # The same environment ``livesale serve`` gives its workers.
+            **worker_env(instance_path=str(instance), database_url=database_url, redis_url=redis_url, workers=workers,
+                         message_queue=message_queue),
         }
         self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
@@ -268,11 +271,12 @@ def server_factory(database_url: str, redis_url: str, tmp_path: Path) -> Iterato
     """Start real server processes: ``server_factory()`` returns a started ``ServerProcess``."""
     started: list[ServerProcess] = []
 
-    def make(workers: int = 1, port: int | None = None) -> ServerProcess:
-        """``port``: reuse a port (e.g. a killed server's), else a free one."""
+    def make(workers: int = 1, port: int | None = None, shared: bool = False) -> ServerProcess:
+        """``port``: reuse a port (e.g. a killed server's), else a free one. ``shared``: one of several
+        servers (processes) pushing through the Redis message queue, as behind a load balancer."""
         server = ServerProcess(
             database_url=database_url, redis_url=redis_url, instance=tmp_path / "instance", workers=workers,
-            port=port,
+            port=port, message_queue=redis_url if shared else "",
         )
         started.append(server.start())
         return server

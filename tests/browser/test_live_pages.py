@@ -38,7 +38,9 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def server(server_factory: Any) -> Any:
-    return server_factory()
+    # Two workers, as ``livesale serve`` runs on this two-core machine: the page's
+    # WebSocket lands on either one and pushes cross between them through Redis.
+    return server_factory(workers=2)
 
 
 @pytest.fixture
@@ -102,6 +104,26 @@ def test_host_screen_shows_a_new_total_within_a_second(
     assert page.locator('#products [data-sku="APRICOT-5KG"] [data-field="stock"]').inner_text() == "剩余 95"
 
 
+def test_host_screen_reads_totals_over_http_when_websockets_are_blocked(
+    context: Any, server: Any, api: ServerApi, live_session: dict[str, Any]
+) -> None:
+    """A proxy that refuses WebSockets: the indicator says so, and the figures still move (5 s polling)."""
+    refused: list[str] = []
+
+    def refuse(ws: Any) -> None:
+        refused.append(ws.url)
+        ws.close(code=1011, reason="blocked by a proxy")
+
+    page = context.new_page()
+    page.route_web_socket("**/socket.io/**", refuse)
+    login(page, server, f"/live/{live_session['id']}")
+    page.wait_for_selector('#conn[data-state="stale"]')
+    api.order(4)
+    page.wait_for_function(f"document.getElementById('total').dataset.fen === '{4 * PRICE}'", timeout=8000)
+    assert refused, "the page never tried its WebSocket"
+    assert page.locator("#conn").get_attribute("data-state") == "stale"
+
+
 def test_console_records_an_order_by_clicking(
     context: Any, server: Any, api: ServerApi, live_session: dict[str, Any]
 ) -> None:
@@ -137,6 +159,12 @@ def test_offline_orders_survive_a_reload_and_are_counted_exactly_once(
         assert r.ok, url
         cache[url] = (r.status, r.headers, r.body())
 
+    # Chromium's offline emulation has let a request through right after it was
+    # switched on (seen about once in ten runs): refuse the network here as well.
+    def no_network(route: Any) -> None:
+        route.abort("internetdisconnected")
+
+    page.route("**/*", no_network)
     context.set_offline(True)
     for quantity in (1, 2, 3):
         page.click('.pbtn[data-sku="APRICOT-5KG"]')
@@ -155,6 +183,7 @@ def test_offline_orders_survive_a_reload_and_are_counted_exactly_once(
         else:
             route.abort("internetdisconnected")
 
+    page.unroute("**/*", no_network)
     page.route("**/*", from_cache)
     page.reload()
     page.wait_for_selector('#pending[data-count="3"]')

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 import socketio
+import sqlalchemy as sa
 
 from tests.conftest import Api, Users
 
@@ -244,6 +245,78 @@ def test_automatic_reconnection_after_a_server_restart_on_the_same_port(
     # And pushes flow again from the new server's ticker.
     post_orders(restarted.url, token, sid, [1])
     viewer.wait_totals(lambda d: d["orders"] == 2, timeout=3)
+
+
+def _pushed_versions_rise(viewer: Viewer) -> None:
+    """Versions never go back, and change with the figures: no ticker's push is delivered twice."""
+    seen = viewer.of("totals")
+    for before, after in zip(seen, seen[1:], strict=False):
+        assert after["version"] >= before["version"], (before, after)
+        if (after["orders"], after["amount_fen"]) != (before["orders"], before["amount_fen"]):
+            assert after["version"] > before["version"], (before, after)
+    # A repeat of one version is the 5 s heartbeat; two tickers would repeat most of them.
+    versions = [d["version"] for d in seen]
+    assert len(versions) - len(set(versions)) <= 1, versions
+
+
+def test_a_viewer_on_one_process_sees_orders_posted_to_another(
+    server_factory: Any, users: Users, live_session: dict[str, Any], viewers: Any, database_url: str
+) -> None:
+    """Two servers on the same database and Redis, as behind a load balancer: one ticker
+    (elected in Redis) pushes through the Socket.IO message queue to viewers of both."""
+    server_a = server_factory(shared=True)
+    server_b = server_factory(shared=True)
+    token = users.token("host")
+    sid = live_session["id"]
+    on_a = viewers().connect(server_a.url, token)
+    on_b = viewers().connect(server_b.url, token)
+    for viewer in (on_a, on_b):
+        viewer.join({"session": sid})
+        viewer.wait_totals(lambda d: d["orders"] == 0)
+
+    quantities = [1 + i % 4 for i in range(60)]
+    post_orders(server_a.url, token, sid, quantities[:40])
+    post_orders(server_b.url, token, sid, quantities[40:])
+    expected = sum(quantities) * PRICE
+    for viewer in (on_a, on_b):
+        final = viewer.wait_totals(lambda d: d["orders"] == 60, timeout=3)
+        assert final["amount_fen"] == expected
+    time.sleep(0.3)
+    for viewer in (on_a, on_b):
+        assert viewer.of("totals")[-1]["amount_fen"] == expected  # nothing older arrived after it
+        _pushed_versions_rise(viewer)
+
+    # Process A crashes: nothing it acknowledged is lost, and B keeps serving and pushing.
+    server_a.kill()
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(sa.text("SELECT count(*), sum(amount_fen) FROM orders WHERE session_id = :s"),
+                                  {"s": sid}).one()
+    finally:
+        engine.dispose()
+    assert tuple(stored) == (60, expected)
+    post_orders(server_b.url, token, sid, [5])
+    after = on_b.wait_totals(lambda d: d["orders"] == 61, timeout=5)
+    assert after["amount_fen"] == expected + 5 * PRICE
+
+
+def test_a_two_worker_server_pushes_to_every_viewer(
+    server_factory: Any, users: Users, live_session: dict[str, Any], viewers: Any
+) -> None:
+    """``livesale serve`` on two cores: viewers land on either worker; all see the exact total."""
+    server = server_factory(workers=2)
+    token = users.token("host")
+    sid = live_session["id"]
+    watching = [viewers().connect(server.url, token) for _ in range(6)]
+    for viewer in watching:
+        viewer.join({"session": sid})
+        viewer.wait_totals(lambda d: d["orders"] == 0)
+    quantities = [2] * 30
+    post_orders(server.url, token, sid, quantities)
+    for viewer in watching:
+        assert viewer.wait_totals(lambda d: d["orders"] == 30, timeout=3)["amount_fen"] == 60 * PRICE
+        _pushed_versions_rise(viewer)
 
 
 def test_a_bad_join_gets_an_error_and_no_room(

@@ -135,7 +135,11 @@
   // The first paint is the server's; draw the chart with the client's window once.
   if (shown.timeline) drawChart(shown.timeline);
 
+  // WebSocket only: one long-lived connection to one server process, so the
+  // app needs no sticky sessions however many processes serve it. Where a
+  // proxy blocks WebSockets the figures still move: see pollWhileDisconnected.
   var socket = window.io("/live", {
+    transports: ["websocket"],
     reconnection: true,
     reconnectionDelay: 1000,
     reconnectionDelayMax: 30000,
@@ -159,6 +163,21 @@
     tick();
   });
   socket.on("orders", addFeed);
+
+  // While the push is down, read the totals over plain HTTP every 5 s (the
+  // indicator keeps saying "reconnecting": figures move, but not live).
+  var POLL_MS = 5000;
+  function pollWhileDisconnected() {
+    if (connected || status === "ended" || !window.fetch) return;
+    window.fetch("/api/v1/sessions/" + encodeURIComponent(data.session) + "/totals",
+                 { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (p) {
+        if (p && !connected && p.version >= shown.version) { shown = p; render(p); }
+      })
+      .catch(function () { /* still offline: the next round tries again */ });
+  }
+  window.setInterval(pollWhileDisconnected, POLL_MS);
   socket.on("error", function (e) { if (window.console) window.console.warn("live:", e && e.code, e && e.message); });
 
   window.setInterval(tick, 1000);
