@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
 """Push benchmark: many Socket.IO viewers of one session while orders come in.
 
-Starts ``gunicorn -k gevent livesale.wsgi:app`` (1 worker, as ``livesale serve``)
-on an SQLite file in a temporary directory and a scratch Redis database, creates
-a host, a token and a live session, then:
+Starts ``gunicorn -k gevent livesale.wsgi:app`` (``--workers``, default one per
+core as ``livesale serve``; several share pushes through Redis) on an SQLite
+file in a temporary directory and a scratch Redis database, creates a host, a
+token and a live session, then:
 
-* joins ``--viewers`` real Socket.IO clients (python-socketio ``AsyncClient``,
-  websocket transport, many per process, in ``--procs`` client processes) to the
-  session's room;
+* joins ``--viewers`` Socket.IO viewers over WebSocket, many per process, in
+  ``--procs`` client processes, to the session's room. By default each viewer
+  speaks Engine.IO 4 / Socket.IO 5 itself over an aiohttp WebSocket (open,
+  namespace connect with the token, ``join``, pong; see ``LightViewer``), as the
+  pages' socket.io-client does; ``--no-light`` uses python-socketio's
+  ``AsyncClient``, which costs the load generator so much CPU per message that
+  on two shared cores it, not the server, sets the latency;
 * posts orders at ``--rate`` per second for ``--seconds`` (open loop, aiohttp);
 * prints the latency from an order's acknowledgment (the poster got its 201) to
   each viewer receiving a ``totals`` event whose ``orders`` count includes it,
-  p50/p99 over every (viewer, order) pair; the server worker's CPU (from
-  ``/proc/<pid>/stat``) while posting, and its RSS per viewer (RSS after the
+  p50/p99 over every (viewer, order) pair; the server workers' CPU (from
+  ``/proc/<pid>/stat``) while posting, and their RSS per viewer (RSS after the
   joins minus RSS before, divided by the viewers).
 
 "Includes it": a ``totals`` with ``orders >= n`` where ``n`` is the number of
@@ -28,7 +33,8 @@ final totals.
 Usage::
 
     .venv/bin/python bench/push.py --viewers 1000 --rate 200 --seconds 20
-    .venv/bin/python bench/push.py --max-viewers --steps 1000,2000,4000
+    .venv/bin/python bench/push.py --viewers 1000 --workers 1        # one process
+    .venv/bin/python bench/push.py --max-viewers --steps 1000,2000,4000 --workers 1
 
 Needs the test and bench extras (python-socketio[client], aiohttp) and Redis
 (``--redis``, default the scratch database 7 on 127.0.0.1:6379, flushed).
@@ -50,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from common import make_token, pct, start_server  # noqa: E402  (bench/ is on sys.path as the script's folder)
+
+from livesale.server import default_workers  # noqa: E402
 
 SESSION = {
     "title": "push bench",
@@ -79,7 +87,9 @@ class Viewers:
         self.failed = 0
         self.reasons: dict[str, int] = {}
 
-    async def add(self, n: int, url: str, token: str, session_id: int, concurrency: int = 50) -> dict[str, Any]:
+    async def add(
+        self, n: int, url: str, token: str, session_id: int, light: bool = False, concurrency: int = 50
+    ) -> dict[str, Any]:
         import socketio
 
         gate = asyncio.Semaphore(concurrency)
@@ -87,6 +97,8 @@ class Viewers:
         before, failed_before = len(self.clients), self.failed
 
         async def one() -> None:
+            if light:
+                return await one_light()
             got: list[tuple[float, int]] = []
             first = asyncio.get_running_loop().create_future()
             client = socketio.AsyncClient(reconnection=False)
@@ -116,6 +128,20 @@ class Viewers:
                     return
             self.clients.append(client)
             self.received.append(got)
+
+        async def one_light() -> None:
+            viewer = LightViewer()
+            async with gate:
+                try:
+                    await viewer.connect(url, token, session_id)
+                except Exception as exc:  # noqa: BLE001 - counted, not fatal: the step did not hold
+                    self.failed += 1
+                    reason = f"{type(exc).__name__}: {exc}"[:200]
+                    self.reasons[reason] = self.reasons.get(reason, 0) + 1
+                    await viewer.disconnect()
+                    return
+            self.clients.append(viewer)
+            self.received.append(viewer.got)
 
         await asyncio.gather(*(one() for _ in range(n)))
         return {"joined": len(self.clients) - before, "failed": self.failed - failed_before, "reasons": self.reasons,
@@ -152,6 +178,72 @@ class Viewers:
 
     async def close(self) -> None:
         await asyncio.gather(*(c.disconnect() for c in self.clients), return_exceptions=True)
+
+
+class LightViewer:
+    """A viewer speaking Engine.IO 4 / Socket.IO 5 over one WebSocket with aiohttp, as the browser does.
+
+    python-socketio's client costs the load generator about as much CPU per
+    message as the server spends sending it; on a two-core machine where the
+    viewers and the server share the cores, a thousand of them measure the
+    clients more than the server. This one does the protocol's few steps
+    (open, namespace connect with the token, join, answer pings) and decodes
+    only ``totals`` events (aiohttp reads frames in C).
+    """
+
+    def __init__(self) -> None:
+        self.got: list[tuple[float, int]] = []
+        self.ws: Any = None
+        self.http: Any = None
+        self.reader: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.ws is not None and not self.ws.closed
+
+    async def connect(self, url: str, token: str, session_id: int) -> None:
+        import aiohttp
+        import orjson
+
+        self.http = aiohttp.ClientSession()
+        ws_url = url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+        self.ws = await self.http.ws_connect(ws_url, timeout=aiohttp.ClientWSTimeout(ws_close=5), autoping=True,
+                                             max_msg_size=0)
+        opened = await asyncio.wait_for(self.ws.receive_str(), 20)
+        assert opened.startswith("0{"), opened
+        await self.ws.send_str("40/live," + orjson.dumps({"token": token}).decode())
+        connected = await asyncio.wait_for(self.ws.receive_str(), 20)
+        if not connected.startswith("40/live,"):
+            raise RuntimeError(f"namespace refused: {connected[:120]}")
+        await self.ws.send_str('42/live,["join",' + orjson.dumps({"session": session_id}).decode() + "]")
+        first = asyncio.get_running_loop().create_future()
+        self.reader = asyncio.create_task(self._read(first))
+        await asyncio.wait_for(first, 20)
+
+    async def _read(self, first: asyncio.Future[None]) -> None:
+        import orjson
+
+        ws, got = self.ws, self.got
+        async for msg in ws:
+            data = msg.data
+            if type(data) is not str:
+                continue
+            if data == "2":  # Engine.IO ping
+                await ws.send_str("3")
+            elif data.startswith('42/live,["totals",'):
+                got.append((time.monotonic(), orjson.loads(data[8:])[1]["orders"]))
+                if not first.done():
+                    first.set_result(None)
+            elif data.startswith('42/live,["error",') and not first.done():
+                first.set_exception(RuntimeError(data[:200]))
+
+    async def disconnect(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+        if self.ws is not None:
+            await self.ws.close()
+        if self.http is not None:
+            await self.http.close()
 
 
 def _viewer_process(conn: Connection) -> None:
@@ -277,25 +369,32 @@ def prepare(db_url: str, redis_url: str) -> str:
     return token
 
 
-def worker_pid(master: int) -> int:
-    for _ in range(50):
+def worker_pids(master: int, count: int) -> list[int]:
+    for _ in range(100):
         children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-        if children:
-            return int(children[0])
+        if len(children) >= count:
+            return [int(c) for c in children]
         time.sleep(0.1)
-    raise RuntimeError("no gunicorn worker")
+    raise RuntimeError("gunicorn workers did not start")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) of the workers, together."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
 
 
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+def rss_kb(pids: list[int]) -> int:
+    """Resident memory of the workers, together."""
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
 
 
 def split(n: int, parts: int) -> list[int]:
@@ -312,8 +411,8 @@ class Bench:
         self.opts = opts
         db_url = f"sqlite:///{tmp}/bench.sqlite"
         self.token = prepare(db_url, opts.redis)
-        self.proc = start_server(db_url, opts.redis, tmp, opts.port, connections=connections)
-        self.worker = worker_pid(self.proc.pid)
+        self.proc = start_server(db_url, opts.redis, tmp, opts.port, workers=opts.workers, connections=connections)
+        self.workers = worker_pids(self.proc.pid, opts.workers)
         self.base = f"http://127.0.0.1:{opts.port}"
         auth_h = {"Authorization": f"Bearer {self.token}"}
         self.sid = requests.post(f"{self.base}/api/v1/sessions", json=SESSION, headers=auth_h).json()["id"]
@@ -324,7 +423,9 @@ class Bench:
         self.viewers = 0
 
     def add_viewers(self, n: int) -> dict[str, Any]:
-        parts = self.pool.call([("add", k, self.base, self.token, self.sid) for k in split(n, self.opts.procs)])
+        parts = self.pool.call(
+            [("add", k, self.base, self.token, self.sid, self.opts.light) for k in split(n, self.opts.procs)]
+        )
         joined = sum(p["joined"] for p in parts)
         self.viewers += joined
         reasons: dict[str, int] = {}
@@ -336,11 +437,11 @@ class Bench:
 
     def orders(self, rate: float, seconds: float, *, latency: bool) -> dict[str, Any]:
         self.pool.all("mark")
-        cpu0, t0 = cpu_seconds(self.worker), time.monotonic()
+        cpu0, t0 = cpu_seconds(self.workers), time.monotonic()
         posted = asyncio.run(post_orders(self.orders_url, self.token, rate, seconds, seed=self.posted))
         self.posted += len(posted["acked"])
         final = self.pool.all("wait_final", self.posted, 10.0, timeout=60)
-        cpu = (cpu_seconds(self.worker) - cpu0) / (time.monotonic() - t0)
+        cpu = (cpu_seconds(self.workers) - cpu0) / (time.monotonic() - t0)
         out = {
             "acked": len(posted["acked"]), "errors": posted["errors"], "cpu": cpu,
             "got_final": sum(f["got_final"] for f in final), "connected": sum(f["connected"] for f in final),
@@ -373,17 +474,17 @@ def run_latency(opts: argparse.Namespace, tmp: Path) -> list[tuple[str, str]]:
     try:
         bench.orders(20, 1.0, latency=False)  # warm up pools and the ticker
         time.sleep(1)
-        rss0 = rss_kb(bench.worker)
+        rss0 = rss_kb(bench.workers)
         j = bench.add_viewers(opts.viewers)
         time.sleep(2)
-        rss1 = rss_kb(bench.worker)
+        rss1 = rss_kb(bench.workers)
         rows.append(("viewers joined", f"{j['joined']:,} of {opts.viewers:,} in {j['seconds']:.1f} s, failed {j['failed']} {j['reasons'] or ''}"))
         per = (rss1 - rss0) / max(1, j["joined"])
         rows.append(("server RSS", f"{rss0 / 1024:.0f} MB before joins, {rss1 / 1024:.0f} MB after: "
                                    f"{per:.0f} KB per viewer"))
-        cpu_idle0, t0 = cpu_seconds(bench.worker), time.monotonic()
+        cpu_idle0, t0 = cpu_seconds(bench.workers), time.monotonic()
         time.sleep(3)
-        idle = (cpu_seconds(bench.worker) - cpu_idle0) / (time.monotonic() - t0)
+        idle = (cpu_seconds(bench.workers) - cpu_idle0) / (time.monotonic() - t0)
         rows.append(("server CPU, viewers idle", f"{idle * 100:.0f} % of a core"))
         r = bench.orders(opts.rate, opts.seconds, latency=True)
         rows += [
@@ -394,7 +495,7 @@ def run_latency(opts: argparse.Namespace, tmp: Path) -> list[tuple[str, str]]:
              f"p50 {r['p50']:.0f} ms  p90 {r['p90']:.0f} ms  p99 {r['p99']:.0f} ms  max {r['max']:.0f} ms  "
              f"({r['pairs']:,} viewer x order pairs, never arrived {r['missing']})"),
             ("viewers with the exact final totals", f"{r['got_final']:,} of {bench.viewers:,} (connected {r['connected']:,})"),
-            ("server CPU while posting", f"{r['cpu'] * 100:.0f} % of a core (worker pid {bench.worker})"),
+            ("server CPU while posting", f"{r['cpu'] * 100:.0f} % of a core (workers {bench.workers})"),
         ]
     finally:
         bench.close()
@@ -408,11 +509,11 @@ def run_max(opts: argparse.Namespace, tmp: Path) -> list[tuple[str, str]]:
     try:
         bench.orders(20, 1.0, latency=False)
         time.sleep(1)
-        rss0 = rss_kb(bench.worker)
+        rss0 = rss_kb(bench.workers)
         for target in steps:
             j = bench.add_viewers(target - bench.viewers)
             time.sleep(1)
-            rss = rss_kb(bench.worker)
+            rss = rss_kb(bench.workers)
             r = bench.orders(opts.step_rate, opts.step_seconds, latency=True)
             held = bench.viewers == target and r["got_final"] == target and r["errors"] == 0
             rows.append((
@@ -440,6 +541,10 @@ def main() -> None:
     parser.add_argument("--steps", default="1000,2000,4000")
     parser.add_argument("--step-rate", type=float, default=50.0)
     parser.add_argument("--step-seconds", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="gunicorn workers (default: livesale serve's, one per core)")
+    parser.add_argument("--light", action=argparse.BooleanOptionalAction, default=True,
+                        help="viewers speak the protocol over aiohttp (default) or are python-socketio clients")
     parser.add_argument("--port", type=int, default=5620)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/7")
     opts = parser.parse_args()
@@ -448,7 +553,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = run_max(opts, Path(tmp)) if opts.max_viewers else run_latency(opts, Path(tmp))
     load = os.getloadavg()
-    print(f"\nlivesale push benchmark — {os.cpu_count()} cores, 1 gevent worker, {opts.procs} client processes, "
+    kind = "aiohttp protocol" if opts.light else "python-socketio"
+    print(f"\nlivesale push benchmark — {os.cpu_count()} cores, {opts.workers} gevent worker(s), "
+          f"{opts.procs} client processes of {kind} viewers, "
           f"nofile {limit}, load {load[0]:.1f}")
     width = max(len(r[0]) for r in rows)
     for label, value in rows:

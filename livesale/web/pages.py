@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, render_template
+from flask import Blueprint, abort, jsonify, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from flask_login import login_required
@@ -122,6 +122,21 @@ def console(session_id: int) -> ResponseReturnValue:
     info = _session_for(session_id, manage=True)
     totals, _ = _snapshot(info)
     return render_template("console/console.html", info=info, totals=totals)
+
+
+#: What the console needs to open offline (kept by its service worker).
+CONSOLE_ASSETS = ("css/app.css", "js/common.js", "js/console.js")
+
+
+@bp.get("/console/sw.js")
+def console_service_worker() -> ResponseReturnValue:
+    """The console's service worker: the page opens again without a network."""
+    body = render_template("console/sw.js", assets=[url_for("static", filename=f) for f in CONSOLE_ASSETS])
+    return body, 200, {
+        "Content-Type": "text/javascript; charset=utf-8",
+        # Browsers check for a new worker on navigation; never serve a stale one.
+        "Cache-Control": "no-cache",
+    }
 
 
 @bp.get("/console/<int:session_id>/csrf")

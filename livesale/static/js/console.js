@@ -234,5 +234,11 @@
     if (load().some(function (o) { return o.state === "pending"; })) flush();
   }, 5000);
   window.setInterval(refreshTotals, 5000);
+  // The page itself opens offline through a service worker (/console/sw.js).
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register("/console/sw.js", { scope: "/console/" }).catch(function (e) {
+      if (window.console) window.console.warn("console: no offline copy:", e && e.message);
+    });
+  }
   window.livesaleConsole = { flush: flush, load: load };
 })();
