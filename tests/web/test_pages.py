@@ -167,3 +167,16 @@ def test_every_message_has_a_chinese_translation() -> None:
     missing = sorted(m for m in used if not (catalog.get(m) and catalog.get(m).string))
     assert not missing, f"untranslated (pybabel extract/update, then translate): {missing}"
     assert not [m.id for m in catalog if m.id and m.fuzzy], "fuzzy translations are not used"
+
+
+def test_console_service_worker_keeps_only_the_console_and_its_assets(client: Any) -> None:
+    r = client.get("/console/sw.js")
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("text/javascript")
+    assert r.headers["Cache-Control"] == "no-cache"
+    body = r.get_data(as_text=True)
+    assert 'var ASSETS = ["/static/css/app.css","/static/js/common.js","/static/js/console.js"];' in body
+    # Orders and other API calls never go through the worker's cache.
+    assert 'request.method !== "GET"' in body and "/^\\/console\\/\\d+$/" in body
+    for asset in ("css/app.css", "js/common.js", "js/console.js"):
+        assert client.get(f"/static/{asset}").status_code == 200
