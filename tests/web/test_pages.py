@@ -179,4 +179,6 @@ def test_console_service_worker_keeps_only_the_console_and_its_assets(client: An
     # Orders and other API calls never go through the worker's cache.
     assert 'request.method !== "GET"' in body and "/^\\/console\\/\\d+$/" in body
     for asset in ("css/app.css", "js/common.js", "js/console.js"):
-        assert client.get(f"/static/{asset}").status_code == 200
+        static = client.get(f"/static/{asset}")
+        assert static.status_code == 200
+        static.close()
