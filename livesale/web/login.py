@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Request, flash, redirect, render_template, request, url_for
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, UserMixin, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
@@ -81,7 +82,21 @@ def current_actor() -> Actor | None:
     return current_user.actor if current_user.is_authenticated else None
 
 
+class CookielessFastSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, minus its cost for calls that carry no session cookie.
+
+    API clients send a bearer token and no cookie; building the signing
+    serializer for every one of their requests is wasted work.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if self.get_cookie_name(app) not in request.cookies and app.secret_key:
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = CookielessFastSessionInterface()
     login_manager.init_app(app)
     login_manager.login_view = "login.login"
     login_manager.login_message = _l("Please log in first")
