@@ -400,6 +400,33 @@ def session_totals(store: Store, *, info: SessionInfo, timeline: bool = False) -
     return view
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionFigures:
+    """A session's figures for review: final for an ended session, as of now for a live one."""
+
+    info: SessionInfo
+    figures: Figures
+    #: Broadcast length so far (live) or in all (ended); 0 before the start.
+    duration_s: int
+    peak_minute: int | None
+
+
+def session_figures(store: Store, *, info: SessionInfo) -> SessionFigures:
+    """Figures from the results persisted at the end, or the live totals; never a scan of the orders."""
+    if info.status == "ended":
+        with store.db.connect() as conn:
+            row = _results_row(conn, info.id)
+        if row is None:  # pragma: no cover - results are written with the status
+            raise NotFound("results are missing")
+        return SessionFigures(info=info, figures=_figures_from_results(row), duration_s=row.duration_s,
+                              peak_minute=row.peak_minute)
+    if info.status == "scheduled" or info.started_at is None:
+        return SessionFigures(info=info, figures=Figures(), duration_s=0, peak_minute=None)
+    figures = live_totals(store, session_id=info.id).figures
+    duration = max(0, int((utcnow() - info.started_at).total_seconds()))
+    return SessionFigures(info=info, figures=figures, duration_s=duration, peak_minute=figures.peak_minute())
+
+
 def session_results(store: Store, *, info: SessionInfo) -> dict[str, Any]:
     """The persisted results of an ended session."""
     if info.status != "ended":

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from livesale.core import compare as compare_service
 from livesale.core import orders as order_service
 from livesale.core import sessions as session_service
 from livesale.core import validation
@@ -233,3 +234,11 @@ def results(session_id: int) -> Response:
     info = session_service.get_session(backend.store, actor=g.actor, session_id=session_id)
     return jsonify(session_service.session_results(backend.store, info=info))
 
+
+
+@bp.get("/compare")
+@api_auth
+def compare() -> Response:
+    """2 to 6 sessions side by side (``?ids=3,5,9``; the first is the reference)."""
+    ids = compare_service.parse_ids(request.args.get("ids"))
+    return jsonify(compare_service.compare_sessions(backend.store, actor=g.actor, session_ids=ids))

@@ -391,6 +391,108 @@ def results() -> Schema:
     return response_object(props, description="The totals persisted when the session ended, and more.")
 
 
+def comparison() -> Schema:
+    pct = {"type": ["number", "null"], "description": "A percentage, one decimal; null when it has no base."}
+    fen_or_null = nullable(FEN)
+    figures = response_object(
+        {
+            "amount_fen": FEN,
+            "orders": COUNT,
+            "items": integer(0, format="int64"),
+            "avg_order_fen": FEN,
+            "duration_s": COUNT,
+            "sales_per_hour_fen": {**fen_or_null, "description": "null under a minute on air."},
+            "goal_pct": pct,
+            "peak_minute": nullable(COUNT),
+            "peak_minute_fen": FEN,
+        }
+    )
+    diff = response_object({"abs": {"type": ["integer", "null"]}, "pct": pct})
+    head = response_object(
+        {
+            "id": integer(1, MAX_ID),
+            "title": string(),
+            "village": string(),
+            "hosts": {"type": "array", "items": string()},
+            "platform": string(),
+            "status": string(enum=list(v.SESSION_STATUSES)),
+            "timezone": string(),
+            "goal_fen": FEN,
+            "started_at": nullable(TIMESTAMP),
+            "ended_at": nullable(TIMESTAMP),
+        }
+    )
+    return response_object(
+        {
+            "sessions": {
+                "type": "array",
+                "description": "In the order asked; differences are against the first (null for the first).",
+                "items": response_object(
+                    {
+                        "session": head,
+                        "figures": figures,
+                        "difference": {
+                            "oneOf": [{"type": "null"}, response_object({k: diff for k in figures["properties"]})]
+                        },
+                    }
+                ),
+            },
+            "cumulative": {
+                "type": "array",
+                "description": "Sales so far at the end of each minute since the session's start.",
+                "items": response_object(
+                    {"session_id": integer(1, MAX_ID), "amount_fen": {"type": "array", "items": FEN}}
+                ),
+            },
+            "pace": {
+                "type": "array",
+                "description": "For each live session: sales at this minute against the best earlier "
+                "ended session of the same village at the same minute.",
+                "items": response_object(
+                    {
+                        "session_id": integer(1, MAX_ID),
+                        "minute": COUNT,
+                        "amount_fen": FEN,
+                        "best_session_id": integer(1, MAX_ID),
+                        "best_title": string(),
+                        "best_amount_fen": FEN,
+                        "difference": diff,
+                    }
+                ),
+            },
+            "products": {
+                "type": "array",
+                "items": response_object(
+                    {
+                        "sku": string(),
+                        "name": string(),
+                        "sessions": {
+                            "type": "array",
+                            "items": {"oneOf": [{"type": "null"},
+                                                response_object({"quantity": integer(0, format="int64"),
+                                                                 "amount_fen": FEN})]},
+                        },
+                    }
+                ),
+            },
+            "regions": {
+                "type": "array",
+                "items": response_object(
+                    {
+                        "region": string(),
+                        "sessions": {
+                            "type": "array",
+                            "items": {"oneOf": [{"type": "null"},
+                                                response_object({"orders": COUNT, "amount_fen": FEN})]},
+                        },
+                    }
+                ),
+            },
+        },
+        description="2 to 6 sessions side by side, from their persisted results (live ones: as of now).",
+    )
+
+
 def error() -> Schema:
     return response_object(
         {
@@ -459,6 +561,7 @@ def components() -> dict[str, Any]:
             ),
             "Totals": totals(),
             "Results": results(),
+            "Comparison": comparison(),
             "OrderRecorded": response_object({"order": ref("Order"), "totals": ref("Totals")}),
             "OrdersRecorded": response_object(
                 {"orders": {"type": "array", "items": ref("Order")}, "totals": ref("Totals")}
@@ -716,6 +819,24 @@ def paths() -> dict[str, Any]:
                 "totals",
                 responses({200: response("The results.", ref("Results"))}, 401, 403, 404, 409),
                 description="409 (session_not_ended) until the session has ended.",
+            ),
+        },
+        f"{API}/compare": {
+            "get": operation(
+                "compareSessions",
+                "Compare 2 to 6 sessions",
+                "totals",
+                responses({200: response("The comparison.", ref("Comparison"))}, 401, 403, 404, 422, 503),
+                parameters=[
+                    {
+                        "name": "ids", "in": "query", "required": True,
+                        "schema": string(pattern=r"^[1-9][0-9]{0,9}(,[1-9][0-9]{0,9}){1,5}$"),
+                        "description": "2 to 6 session ids, comma-separated; the first is the reference. "
+                        "An id that names no session is a 404.",
+                    }
+                ],
+                description="Reads the results persisted at each session's end (live sessions: their "
+                "totals now), never the orders. Every session must be readable by the caller.",
             ),
         },
     }

@@ -1,0 +1,202 @@
+"""Review figures of a session and the comparison of several, for officials.
+
+Everything here reads the results persisted when a session ended (or the
+live totals of a live session): never a scan of the orders, so a report or
+a comparison costs the same for a session of a hundred orders or a million.
+Money stays integer fen; ratios are percentages rounded to one decimal.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import tables as t
+from .auth import Actor
+from .errors import Forbidden, InvalidInput, NotFound
+from .sessions import SessionFigures, SessionInfo, Store, get_session, load_session, session_figures
+from .validation import MAX_ID
+
+MIN_COMPARE = 2
+MAX_COMPARE = 6
+_IDS_RE = re.compile(rf"[1-9][0-9]{{0,9}}(?:,[1-9][0-9]{{0,9}}){{{MIN_COMPARE - 1},{MAX_COMPARE - 1}}}\Z")
+
+#: The key figures, in the order a comparison table shows them.
+KEY_FIGURES = (
+    "amount_fen", "orders", "items", "avg_order_fen", "duration_s", "sales_per_hour_fen", "goal_pct",
+    "peak_minute", "peak_minute_fen",
+)
+
+
+def _round_div(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` rounded half up, in integers (fen stay exact)."""
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(part * 100 / whole, 1)
+
+
+def key_figures(sf: SessionFigures) -> dict[str, Any]:
+    """Totals, average order, sales per hour, goal attainment and the peak minute."""
+    f = sf.figures
+    peak = sf.peak_minute
+    return {
+        "amount_fen": f.amount_fen,
+        "orders": f.orders,
+        "items": f.items,
+        "avg_order_fen": _round_div(f.amount_fen, f.orders) if f.orders else 0,
+        "duration_s": sf.duration_s,
+        # Under a minute on air says nothing about an hour.
+        "sales_per_hour_fen": _round_div(f.amount_fen * 3600, sf.duration_s) if sf.duration_s >= 60 else None,
+        "goal_pct": _pct(f.amount_fen, sf.info.goal_fen),
+        "peak_minute": peak,
+        "peak_minute_fen": f.by_minute[peak][0] if peak is not None else 0,
+    }
+
+
+def cumulative(sf: SessionFigures) -> list[int]:
+    """Sales so far at the end of each minute since the start (index = minute), in fen."""
+    out: list[int] = []
+    running = 0
+    for point in sf.figures.timeline():
+        running += point["amount_fen"]
+        out.append(running)
+    return out
+
+
+def _difference(value: Any, first: Any) -> dict[str, Any]:
+    if not isinstance(value, int) or not isinstance(first, int) or isinstance(value, bool):
+        return {"abs": None, "pct": None}
+    return {"abs": value - first, "pct": _pct(value - first, first)}
+
+
+def _session_head(sf: SessionFigures) -> dict[str, Any]:
+    info = sf.info
+    return {
+        "id": info.id,
+        "title": info.title,
+        "village": info.village,
+        "hosts": list(info.hosts),
+        "platform": info.platform,
+        "status": info.status,
+        "timezone": info.timezone,
+        "goal_fen": info.goal_fen,
+        "started_at": info.started_at.isoformat().replace("+00:00", "Z") if info.started_at else None,
+        "ended_at": info.ended_at.isoformat().replace("+00:00", "Z") if info.ended_at else None,
+    }
+
+
+def parse_ids(raw: str | None) -> list[int]:
+    """``ids=3,5,9``: 2 to 6 session ids, in the order given (the first is the reference).
+
+    An id too large to exist is no such session (404, as in paths), not a format error.
+    """
+    if raw is None or not _IDS_RE.match(raw):
+        raise InvalidInput(f"list {MIN_COMPARE} to {MAX_COMPARE} session ids, comma-separated", field="ids")
+    ids = [int(part) for part in raw.split(",")]
+    for sid in ids:
+        if sid > MAX_ID:
+            raise NotFound(f"no session {sid}")
+    return ids
+
+
+def compare_sessions(store: Store, *, actor: Actor, session_ids: list[int]) -> dict[str, Any]:
+    """Key figures side by side with differences against the first session, the
+    cumulative-sales curves aligned by minutes since each start, and products and
+    regions across the sessions. Every session must be readable by ``actor``."""
+    if not MIN_COMPARE <= len(session_ids) <= MAX_COMPARE:
+        raise InvalidInput(f"compare {MIN_COMPARE} to {MAX_COMPARE} sessions", field="ids")
+    loaded: list[SessionFigures] = []
+    for sid in session_ids:
+        info = get_session(store, actor=actor, session_id=sid)
+        if not actor.can_read(info.owner_id):  # pragma: no cover - get_session refuses first
+            raise Forbidden("this session belongs to another host")
+        loaded.append(session_figures(store, info=info))
+
+    figures = [key_figures(sf) for sf in loaded]
+    first = figures[0]
+    sessions = [
+        {
+            "session": _session_head(sf),
+            "figures": fig,
+            "difference": None if i == 0 else {k: _difference(fig[k], first[k]) for k in KEY_FIGURES},
+        }
+        for i, (sf, fig) in enumerate(zip(loaded, figures, strict=True))
+    ]
+
+    products: dict[str, dict[str, Any]] = {}
+    for i, sf in enumerate(loaded):
+        names = {p.sku: p.name for p in sf.info.products}
+        for sku in [*names, *sf.figures.by_product]:
+            entry = products.setdefault(
+                sku, {"sku": sku, "name": names.get(sku, sku), "sessions": [None] * len(loaded)}
+            )
+            quantity, amount = sf.figures.by_product.get(sku, (0, 0))
+            entry["sessions"][i] = {"quantity": quantity, "amount_fen": amount}
+    regions: dict[str, dict[str, Any]] = {}
+    for i, sf in enumerate(loaded):
+        for region, (count, amount) in sf.figures.by_region.items():
+            entry = regions.setdefault(region, {"region": region, "sessions": [None] * len(loaded)})
+            entry["sessions"][i] = {"orders": count, "amount_fen": amount}
+
+    def total_of(entry: dict[str, Any]) -> int:
+        return sum(s["amount_fen"] for s in entry["sessions"] if s)
+
+    return {
+        "sessions": sessions,
+        "cumulative": [{"session_id": sf.info.id, "amount_fen": cumulative(sf)} for sf in loaded],
+        "pace": [pace for sf in loaded if (pace := live_pace(store, actor=actor, live=sf)) is not None],
+        "products": sorted(products.values(), key=lambda e: (-total_of(e), e["sku"])),
+        "regions": sorted(regions.values(), key=lambda e: (-total_of(e), e["region"])),
+    }
+
+
+def best_earlier_session(store: Store, *, actor: Actor, info: SessionInfo) -> SessionInfo | None:
+    """The ended session of the same village, started before ``info``, with the highest total
+    (among those ``actor`` may read)."""
+    if info.started_at is None:
+        return None
+    s, r = t.live_sessions, t.session_results
+    query = (
+        sa.select(s.c.id)
+        .join(r, r.c.session_id == s.c.id)
+        .where(s.c.village == info.village, s.c.status == "ended", s.c.id != info.id,
+               s.c.started_at < info.started_at)
+        .order_by(r.c.amount_fen.desc(), s.c.id)
+        .limit(1)
+    )
+    if actor.role == "host":
+        query = query.where(s.c.owner_id == actor.user_id)
+    with store.db.connect() as conn:
+        best = conn.execute(query).scalar()
+        return None if best is None else load_session(conn, session_id=best)
+
+
+def live_pace(store: Store, *, actor: Actor, live: SessionFigures) -> dict[str, Any] | None:
+    """A live session against the best earlier session of its village at the same minute:
+    "at minute 45: ¥18,300 vs ¥12,900". None when not live or nothing to compare with."""
+    if live.info.status != "live":
+        return None
+    best = best_earlier_session(store, actor=actor, info=live.info)
+    if best is None:
+        return None
+    minute = live.duration_s // 60
+    now_curve, best_curve = cumulative(live), cumulative(session_figures(store, info=best))
+
+    def at(curve: list[int]) -> int:
+        # Past its last sale a curve stays flat; before the first there is nothing yet.
+        return curve[min(minute, len(curve) - 1)] if curve else 0
+
+    ours, theirs = at(now_curve), at(best_curve)
+    return {
+        "session_id": live.info.id,
+        "minute": minute,
+        "amount_fen": ours,
+        "best_session_id": best.id,
+        "best_title": best.title,
+        "best_amount_fen": theirs,
+        "difference": _difference(ours, theirs),
+    }
