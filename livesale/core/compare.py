@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from . import tables as t
 from .auth import Actor
 from .errors import Forbidden, InvalidInput, NotFound
-from .sessions import SessionFigures, SessionInfo, Store, get_session, load_session, session_figures
+from .sessions import SessionFigures, SessionInfo, Store, get_session, load_session, session_figures, session_view
 from .validation import MAX_ID
 
 MIN_COMPARE = 2
@@ -73,20 +73,15 @@ def _difference(value: Any, first: Any) -> dict[str, Any]:
     return {"abs": value - first, "pct": _pct(value - first, first)}
 
 
+#: What a comparison says about each session (its view minus products and the widget's secret key).
+HEAD_FIELDS = (
+    "id", "title", "village", "hosts", "platform", "status", "timezone", "goal_fen", "started_at", "ended_at",
+)
+
+
 def _session_head(sf: SessionFigures) -> dict[str, Any]:
-    info = sf.info
-    return {
-        "id": info.id,
-        "title": info.title,
-        "village": info.village,
-        "hosts": list(info.hosts),
-        "platform": info.platform,
-        "status": info.status,
-        "timezone": info.timezone,
-        "goal_fen": info.goal_fen,
-        "started_at": info.started_at.isoformat().replace("+00:00", "Z") if info.started_at else None,
-        "ended_at": info.ended_at.isoformat().replace("+00:00", "Z") if info.ended_at else None,
-    }
+    view = session_view(sf.info)
+    return {k: view[k] for k in HEAD_FIELDS}
 
 
 def parse_ids(raw: str | None) -> list[int]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from livesale.config import DEFAULTS
 from livesale.core import validation as v
+from livesale.core.compare import HEAD_FIELDS
 
 Schema = dict[str, Any]
 
@@ -408,20 +409,7 @@ def comparison() -> Schema:
         }
     )
     diff = response_object({"abs": {"type": ["integer", "null"]}, "pct": pct})
-    head = response_object(
-        {
-            "id": integer(1, MAX_ID),
-            "title": string(),
-            "village": string(),
-            "hosts": {"type": "array", "items": string()},
-            "platform": string(),
-            "status": string(enum=list(v.SESSION_STATUSES)),
-            "timezone": string(),
-            "goal_fen": FEN,
-            "started_at": nullable(TIMESTAMP),
-            "ended_at": nullable(TIMESTAMP),
-        }
-    )
+    head = response_object({k: session()["properties"][k] for k in HEAD_FIELDS})
     return response_object(
         {
             "sessions": {
