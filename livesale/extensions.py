@@ -7,6 +7,7 @@ from typing import Any
 import redis
 from flask import Flask, current_app
 from flask_socketio import SocketIO
+from socketio import RedisManager
 
 from .core.db import create_db_engine
 from .core.sessions import Store
@@ -66,10 +67,16 @@ def resolve_async_mode(setting: str) -> str:
 
 def init_socketio(app: Flask) -> None:
     origins = [o.strip() for o in app.config["ALLOWED_ORIGINS"].split(",") if o.strip()]
+    queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
+    extra: dict[str, Any] = {}
+    if queue_url:
+        # Always Redis, whatever the URL's scheme: Flask-SocketIO would take the
+        # embedded server's unix:// URL for a Kombu (AMQP) URL.
+        extra["client_manager"] = RedisManager(queue_url, channel="livesale-socketio")
     socketio.init_app(
         app,
+        **extra,
         async_mode=resolve_async_mode(app.config["ASYNC_MODE"]),
-        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"] or None,
         # None: only the app's own origin may connect.
         cors_allowed_origins=origins or None,
         max_http_buffer_size=app.config["SOCKET_MAX_MESSAGE"],
