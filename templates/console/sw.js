@@ -1,11 +1,11 @@
 /* The order console's service worker (scope /console/): the console opens
  * without a network. Pages under /console/ are fetched from the network
  * first and kept; when the network is down the kept copy is served, with
- * the scripts and styles it needs. Orders themselves never pass through
- * here: the console keeps them in localStorage and sends them itself.
+ * the scripts and styles it needs. Orders are never kept here: the console
+ * keeps them in localStorage; their POSTs only pass through to the network.
  */
 "use strict";
-var CACHE = "livesale-console-v1";
+var CACHE = "livesale-console-v2";
 var ASSETS = {{ assets|tojson }};
 
 self.addEventListener("install", function (event) {
@@ -30,7 +30,13 @@ function keepable(request) {
 
 self.addEventListener("fetch", function (event) {
   var request = event.request;
-  if (!keepable(request)) return;  // the API, the CSRF refresh: straight to the network
+  if (!keepable(request)) {
+    // The API and the CSRF refresh: straight to the network, never from the cache.
+    // (Fetched here rather than left to the browser's fallback, so that every
+    // request of a controlled page has one path.)
+    if (new URL(request.url).origin === self.location.origin) event.respondWith(fetch(request));
+    return;
+  }
   event.respondWith(fetch(request).then(function (response) {
     // Only a real page is kept: a redirect to the login page or an error is not.
     if (response.ok && !response.redirected && response.type === "basic") {
