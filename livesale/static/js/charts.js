@@ -1,0 +1,325 @@
+/* livesale: charts for the review pages, drawn with the vendored ECharts (static/vendor/echarts).
+ *
+ * All amounts are integer fen; they are divided by 100 only for display. Load after echarts.min.js
+ * (and common.js, whose Livesale.money formats the figures). Pages can call the functions below, or
+ * mark elements up and let autoInit draw them:
+ *
+ *   <div data-chart="cumulative" data-source="cum-data"></div>
+ *   <script type="application/json" id="cum-data">[{"name": "…", "values": [0, 6980, …]}]</script>
+ */
+(function () {
+  "use strict";
+
+  var SVG = "svg";  // crisp when printed
+  var TEXT = {
+    zh: { minutes: "开播后分钟", sales: "销售额", perMinute: "每分钟销售额", orders: "订单",
+          minute: function (m) { return "第 " + m + " 分钟"; }, noData: "暂无数据" },
+    en: { minutes: "Minutes since start", sales: "Sales", perMinute: "Sales per minute", orders: "Orders",
+          minute: function (m) { return "Minute " + m; }, noData: "No data" },
+  };
+  var PALETTE = ["#d9480f", "#1c7ed6", "#2b8a3e", "#f59f00", "#7048e8", "#0c8599", "#c2255c", "#5c940d"];
+  var MUTED = "#6e6e73";
+  var charts = [];
+
+  /* Escapes text for the HTML that the tooltip formatters below return. */
+  function esc(value) {
+    return String(value).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+
+  function pageLang() {
+    var lang = (document.documentElement.lang || "").toLowerCase();
+    return lang.indexOf("zh") === 0 ? "zh" : "en";
+  }
+
+  function langOf(opts) {
+    var lang = opts && opts.lang;
+    return lang === "zh" || lang === "en" ? lang : pageLang();
+  }
+
+  var wanFormat = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });
+  var grouping = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+  var cents = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+
+  /* ¥1.83万 (zh, from 10,000 yuan), ¥18,300, ¥69.80: the short form of common.js's Livesale.money. */
+  function money(fen, lang) {
+    var L = window.Livesale;
+    if (L && L.money) return L.money(fen, lang, true);
+    var yuan = fen / 100;  // common.js not loaded: the same rules
+    if (lang === "zh" && Math.abs(yuan) >= 10000) return "¥" + wanFormat.format(Math.round(yuan / 100) / 100) + "万";
+    if (Math.abs(yuan) >= 1000 && fen % 100 === 0) return "¥" + grouping.format(Math.trunc(yuan));
+    return "¥" + cents.format(yuan);
+  }
+
+  /* Axis ticks: "¥0" rather than "¥0.00" at the origin. */
+  function tick(lang) {
+    return function (fen) { return fen === 0 ? "¥0" : money(fen, lang); };
+  }
+
+  function printing() {
+    return !!(window.matchMedia && window.matchMedia("print").matches);
+  }
+
+  function fontFamily(el) {
+    var style = window.getComputedStyle ? window.getComputedStyle(el) : null;
+    return (style && style.fontFamily) || "sans-serif";
+  }
+
+  function accent() {
+    var style = window.getComputedStyle ? window.getComputedStyle(document.documentElement) : null;
+    var value = style ? style.getPropertyValue("--accent").trim() : "";
+    return /^#[0-9a-fA-F]{3,8}$/.test(value) ? value : PALETTE[0];
+  }
+
+  function int(value) {
+    var n = Number(value);
+    return isFinite(n) ? Math.round(n) : 0;
+  }
+
+  /* Draws ``option`` into ``el`` (reusing a chart already there) and returns the ECharts instance. */
+  function draw(el, option, lang, defaultHeight) {
+    if (!window.echarts) throw new Error("LivesaleCharts: echarts.min.js is not loaded");
+    if (!el || el.nodeType !== 1) throw new Error("LivesaleCharts: not an element");
+    if (!el.clientHeight && defaultHeight) el.style.height = defaultHeight + "px";
+    option.animation = !printing();
+    option.color = [accent()].concat(PALETTE.slice(1));
+    option.textStyle = { fontFamily: fontFamily(el) };
+    var chart = window.echarts.getInstanceByDom(el);
+    if (chart) {
+      chart.setOption(option, { notMerge: true });
+    } else {
+      chart = window.echarts.init(el, null, { renderer: SVG, locale: lang === "zh" ? "ZH" : "EN" });
+      chart.setOption(option);
+      charts.push(chart);
+    }
+    return chart;
+  }
+
+  function noData(lang) {
+    return { text: TEXT[lang].noData, left: "center", top: "middle",
+             textStyle: { color: MUTED, fontSize: 14, fontWeight: "normal" } };
+  }
+
+  function moneyAxis(lang, name) {
+    return { type: "value", name: name, nameTextStyle: { color: MUTED, align: "left" },
+             axisLabel: { formatter: tick(lang) } };
+  }
+
+  function minutesAxis(lang, type) {
+    return { type: type, name: TEXT[lang].minutes, nameLocation: "middle", nameGap: 28,
+             nameTextStyle: { color: MUTED } };
+  }
+
+  function row(marker, label, value) {
+    return "<br>" + (marker || "") + esc(label) + "&nbsp;&nbsp;<b>" + esc(value) + "</b>";
+  }
+
+  /* Cumulative sales: series = [{name, values: [fen at minute 0, 1, 2, …]}], overlaid; a legend from two on. */
+  function cumulative(el, series, opts) {
+    var lang = langOf(opts);
+    series = series || [];
+    var last = 0;
+    series.forEach(function (s) { last = Math.max(last, (s.values || []).length - 1); });
+    var legend = series.length > 1;
+    var option = {
+      grid: { left: 12, right: 24, top: legend ? 48 : 32, bottom: 36, containLabel: true },
+      legend: { show: legend, top: 0, type: "scroll" },
+      tooltip: {
+        trigger: "axis",
+        formatter: function (params) {
+          if (!params.length) return "";
+          var out = esc(TEXT[lang].minute(params[0].value[0]));
+          params.forEach(function (p) { out += row(p.marker, p.seriesName, money(p.value[1], lang)); });
+          return out;
+        },
+      },
+      xAxis: minutesAxis(lang, "value"),
+      yAxis: moneyAxis(lang, TEXT[lang].sales),
+      series: series.map(function (s) {
+        return { type: "line", name: String(s.name === undefined ? "" : s.name), showSymbol: false,
+                 emphasis: { focus: "series" }, lineStyle: { width: 2 },
+                 data: (s.values || []).map(function (v, i) { return [i, int(v)]; }) };
+      }),
+    };
+    option.xAxis.min = 0;
+    option.xAxis.max = Math.max(last, 1);
+    option.xAxis.minInterval = 1;
+    if (!series.some(function (s) { return (s.values || []).length; })) option.title = noData(lang);
+    return draw(el, option, lang, 320);
+  }
+
+  /* Sales per minute: timeline = [{minute, amount_fen, orders}]; minutes without sales show as gaps. */
+  function perMinute(el, timeline, opts) {
+    var lang = langOf(opts);
+    timeline = timeline || [];
+    var byMinute = {}, first = 0, last = -1;
+    timeline.forEach(function (m) {
+      var minute = int(m.minute);
+      byMinute[minute] = m;
+      first = Math.min(first, minute);
+      last = Math.max(last, minute);
+    });
+    var minutes = [], data = [];
+    for (var minute = first; minute <= last; minute++) {
+      var m = byMinute[minute] || {};
+      minutes.push(String(minute));
+      data.push({ value: int(m.amount_fen), orders: int(m.orders) });
+    }
+    var option = {
+      grid: { left: 12, right: 24, top: 32, bottom: 36, containLabel: true },
+      tooltip: {
+        trigger: "axis", axisPointer: { type: "shadow" },
+        formatter: function (params) {
+          var p = params[0];
+          if (!p) return "";
+          return esc(TEXT[lang].minute(p.name)) + row(p.marker, TEXT[lang].sales, money(p.value, lang)) +
+            row("", TEXT[lang].orders, String(p.data.orders));
+        },
+      },
+      xAxis: minutesAxis(lang, "category"),
+      yAxis: moneyAxis(lang, TEXT[lang].perMinute),
+      series: [{ type: "bar", name: TEXT[lang].perMinute, barCategoryGap: "20%", data: data }],
+    };
+    option.xAxis.data = minutes;
+    if (!data.length) option.title = noData(lang);
+    return draw(el, option, lang, 260);
+  }
+
+  function categoryAxis(categories) {
+    return { type: "category", data: categories, inverse: true,  // the first category on top
+             axisTick: { show: false },
+             axisLabel: { width: 140, overflow: "truncate" } };
+  }
+
+  /* Horizontal bars of items = [{label, amount_fen}], largest on top. */
+  function bars(el, items, opts) {
+    var lang = langOf(opts);
+    var sorted = (items || []).map(function (item, i) {
+      return { label: String(item.label === undefined ? "" : item.label), fen: int(item.amount_fen), i: i };
+    });
+    sorted.sort(function (a, b) { return b.fen - a.fen || a.i - b.i; });
+    var option = {
+      grid: { left: 12, right: 72, top: 12, bottom: 12, containLabel: true },
+      tooltip: {
+        trigger: "item",
+        formatter: function (p) { return esc(p.name) + row(p.marker, TEXT[lang].sales, money(p.value, lang)); },
+      },
+      xAxis: { type: "value", axisLabel: { formatter: tick(lang) } },
+      yAxis: categoryAxis(sorted.map(function (s) { return s.label; })),
+      series: [{ type: "bar", name: TEXT[lang].sales, barMaxWidth: 28,
+                 label: { show: true, position: "right", formatter: function (p) { return money(p.value, lang); } },
+                 data: sorted.map(function (s) { return s.fen; }) }],
+    };
+    if (!sorted.length) option.title = noData(lang);
+    return draw(el, option, lang, Math.max(120, 40 + 32 * sorted.length));
+  }
+
+  /* Sessions side by side per category: categories = labels, series = [{name, values: [fen per category]}]. */
+  function groupedBars(el, categories, series, opts) {
+    var lang = langOf(opts);
+    categories = (categories || []).map(function (c) { return String(c); });
+    series = series || [];
+    var legend = series.length > 1;
+    var option = {
+      grid: { left: 12, right: 72, top: legend ? 40 : 12, bottom: 12, containLabel: true },
+      legend: { show: legend, top: 0, type: "scroll" },
+      tooltip: {
+        trigger: "axis", axisPointer: { type: "shadow" },
+        formatter: function (params) {
+          if (!params.length) return "";
+          var out = esc(params[0].name);
+          params.forEach(function (p) { out += row(p.marker, p.seriesName, money(p.value, lang)); });
+          return out;
+        },
+      },
+      xAxis: { type: "value", axisLabel: { formatter: tick(lang) } },
+      yAxis: categoryAxis(categories),
+      series: series.map(function (s) {
+        var values = s.values || [];
+        return { type: "bar", name: String(s.name === undefined ? "" : s.name), barMaxWidth: 20,
+                 emphasis: { focus: "series" },
+                 data: categories.map(function (c, i) { return int(values[i]); }) };
+      }),
+    };
+    if (!categories.length) option.title = noData(lang);
+    var height = 40 + categories.length * Math.max(1, series.length) * 18 + categories.length * 14 + (legend ? 28 : 0);
+    return draw(el, option, lang, Math.max(120, height));
+  }
+
+  /* A tiny line of fen per minute for a list row: no axes, no tooltip, no interaction. */
+  function sparkline(el, values) {
+    var option = {
+      grid: { left: 1, right: 1, top: 2, bottom: 2 },
+      xAxis: { type: "category", show: false, boundaryGap: false,
+               data: (values || []).map(function (v, i) { return i; }) },
+      yAxis: { type: "value", show: false, min: 0 },
+      tooltip: { show: false },
+      series: [{ type: "line", showSymbol: false, silent: true, lineStyle: { width: 1.5 }, areaStyle: { opacity: 0.15 },
+                 data: (values || []).map(int) }],
+    };
+    return draw(el, option, pageLang(), 32);
+  }
+
+  function resizeAll(instant) {
+    charts = charts.filter(function (chart) { return !chart.isDisposed(); });
+    charts.forEach(function (chart) {
+      chart.resize(instant ? { animation: { duration: 0 } } : undefined);
+    });
+  }
+
+  var pending = false;
+  window.addEventListener("resize", function () {
+    if (pending) return;
+    pending = true;
+    window.requestAnimationFrame(function () { pending = false; resizeAll(false); });
+  });
+  // Fit the page width (A4) when printing: before the dialog, and again once the print media applies.
+  window.addEventListener("beforeprint", function () { resizeAll(true); });
+  window.addEventListener("afterprint", function () { resizeAll(true); });
+  if (window.matchMedia) {
+    var printQuery = window.matchMedia("print");
+    var onPrint = function () { resizeAll(true); };
+    if (printQuery.addEventListener) printQuery.addEventListener("change", onPrint);
+    else if (printQuery.addListener) printQuery.addListener(onPrint);
+  }
+
+  var KINDS = {
+    "cumulative": function (el, data, opts) { return cumulative(el, data, opts); },
+    "per-minute": function (el, data, opts) { return perMinute(el, data, opts); },
+    "bars": function (el, data, opts) { return bars(el, data, opts); },
+    "grouped-bars": function (el, data, opts) { return groupedBars(el, data.categories, data.series, opts); },
+    "sparkline": function (el, data) { return sparkline(el, data); },
+  };
+
+  /* Draws every [data-chart] element from the JSON <script> its data-source names; returns the charts. */
+  function autoInit(root) {
+    var opts = { lang: pageLang() };
+    var drawn = [];
+    var nodes = (root || document).querySelectorAll("[data-chart]");
+    Array.prototype.forEach.call(nodes, function (el) {
+      var kind = el.getAttribute("data-chart");
+      var sourceId = el.getAttribute("data-source");
+      var source = sourceId ? document.getElementById(sourceId) : null;
+      try {
+        if (!KINDS.hasOwnProperty(kind)) throw new Error("unknown data-chart " + JSON.stringify(kind));
+        if (!source) throw new Error("no data-source element " + JSON.stringify(sourceId));
+        drawn.push(KINDS[kind](el, JSON.parse(source.textContent), opts));
+      } catch (e) {
+        if (window.console) window.console.error("LivesaleCharts:", e);
+      }
+    });
+    return drawn;
+  }
+
+  window.LivesaleCharts = {
+    cumulative: cumulative, perMinute: perMinute, bars: bars, groupedBars: groupedBars, sparkline: sparkline,
+    autoInit: autoInit, money: money, escape: esc,
+  };
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { autoInit(); });
+  } else {
+    autoInit();
+  }
+})();
