@@ -79,8 +79,9 @@ HEAD_FIELDS = (
 )
 
 
-def _session_head(sf: SessionFigures) -> dict[str, Any]:
-    view = session_view(sf.info)
+def session_head(info: SessionInfo) -> dict[str, Any]:
+    """What a review says about a session: its view minus products and the widget's key."""
+    view = session_view(info)
     return {k: view[k] for k in HEAD_FIELDS}
 
 
@@ -115,7 +116,7 @@ def compare_sessions(store: Store, *, actor: Actor, session_ids: list[int]) -> d
     first = figures[0]
     sessions = [
         {
-            "session": _session_head(sf),
+            "session": session_head(sf.info),
             "figures": fig,
             "difference": None if i == 0 else {k: _difference(fig[k], first[k]) for k in KEY_FIGURES},
         }

@@ -1,0 +1,203 @@
+"""Pages for officials reviewing sessions: the list, a session's report, a comparison, and CSV exports.
+
+Thin: filters are read from the query string, the core computes (from the
+persisted results and the live totals), templates render and the vendored
+ECharts draws (``static/js/charts.js``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, abort, render_template, request, stream_with_context, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import login_required
+
+from livesale.core import compare as compare_service
+from livesale.core import orders as order_service
+from livesale.core import review as review_service
+from livesale.core.errors import DomainError, Forbidden, InvalidInput, NotFound
+from livesale.core.sessions import session_figures
+from livesale.core.validation import SESSION_STATUSES
+from livesale.extensions import backend
+
+from .i18n import local_time
+from .login import current_actor
+from .pages import _session_for
+
+bp = Blueprint("review", __name__)
+
+PAGE_SIZE = 25
+ORDERS_PAGE = 50
+REVIEW_TZ = ZoneInfo("Asia/Shanghai")
+
+
+def _text_arg(name: str, limit: int = 100) -> str:
+    return (request.args.get(name) or "").strip()[:limit]
+
+
+def _day_arg(name: str, *, end: bool = False) -> tuple[datetime | None, str]:
+    """A ``YYYY-MM-DD`` filter as a UTC bound (a day in China time); bad input is ignored."""
+    raw = _text_arg(name, 10)
+    try:
+        day = datetime.strptime(raw, "%Y-%m-%d").date()
+    except ValueError:
+        return None, ""
+    start = datetime.combine(day, time(0), tzinfo=REVIEW_TZ)
+    return (start + timedelta(days=1) if end else start), raw
+
+
+def _figure_labels() -> dict[str, str]:
+    return {
+        "amount_fen": _("Total sales"), "orders": _("Orders"), "items": _("Items"),
+        "avg_order_fen": _("Average order"), "duration_s": _("Duration"),
+        "sales_per_hour_fen": _("Sales per hour"), "goal_pct": _("Goal attained"),
+        "peak_minute": _("Peak minute"), "peak_minute_fen": _("Sales in the peak minute"),
+    }
+
+
+@bp.get("/sessions")
+@login_required
+def sessions() -> ResponseReturnValue:
+    """All sessions the person may read, filtered and sorted, with their key figures."""
+    actor = current_actor()
+    assert actor is not None
+    start_from, from_raw = _day_arg("from")
+    start_to, to_raw = _day_arg("to", end=True)
+    status = _text_arg("status", 16)
+    filters = review_service.ReviewFilters(
+        village=_text_arg("village"), host=_text_arg("host"), product=_text_arg("product"),
+        platform=_text_arg("platform", 50), status=status if status in SESSION_STATUSES else "",
+        start_from=start_from, start_to=start_to,
+    )
+    sort = request.args.get("sort", "date")
+    if sort not in review_service.SORTS:
+        sort = "date"
+    descending = request.args.get("dir", "desc") != "asc"
+    try:
+        page = max(1, min(10_000, int(request.args.get("page", "1"))))
+    except ValueError:
+        page = 1
+    rows, total = review_service.review_list(
+        backend.store, actor=actor, filters=filters, sort=sort, descending=descending,
+        limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE,
+    )
+    args = {k: v for k, v in request.args.items() if k not in ("page",) and v}
+    return render_template(
+        "review/list.html", rows=rows, total=total, page=page, pages=max(1, -(-total // PAGE_SIZE)),
+        filters=filters, from_raw=from_raw, to_raw=to_raw, sort=sort, descending=descending, args=args,
+        statuses=SESSION_STATUSES,
+    )
+
+
+@bp.get("/sessions/<int:session_id>")
+@login_required
+def report(session_id: int) -> ResponseReturnValue:
+    """One session's report: figures, charts, products, regions and its orders (final, or as of now)."""
+    info = _session_for(session_id)
+    sf = session_figures(backend.store, info=info)
+    figures = compare_service.key_figures(sf)
+    after = request.args.get("after") or None
+    try:
+        orders, next_cursor = order_service.list_orders(
+            backend.store, session_id=info.id, after=after, limit=ORDERS_PAGE
+        )
+    except InvalidInput:
+        orders, next_cursor = order_service.list_orders(backend.store, session_id=info.id, limit=ORDERS_PAGE)
+    for order in orders:
+        created = datetime.fromisoformat(order["created_at"].replace("Z", "+00:00"))
+        order["local_time"] = local_time(created, info.timezone)
+    names = {p.sku: p.name for p in info.products}
+    products = sorted(
+        ({"label": names.get(sku, sku), "sku": sku, "quantity": q, "amount_fen": a}
+         for sku, (q, a) in sf.figures.by_product.items()),
+        key=lambda e: -e["amount_fen"],
+    )
+    regions = sorted(
+        ({"label": region or _("(not given)"), "orders": n, "amount_fen": a}
+         for region, (n, a) in sf.figures.by_region.items()),
+        key=lambda e: -e["amount_fen"],
+    )
+    return render_template(
+        "review/report.html", info=info, figures=figures, labels=_figure_labels(),
+        timeline=sf.figures.timeline(), cumulative=compare_service.cumulative(sf),
+        products=products, regions=regions, orders=orders, next_cursor=next_cursor, names=names,
+    )
+
+
+@bp.get("/sessions/<int:session_id>/orders.csv")
+@login_required
+def orders_csv(session_id: int) -> ResponseReturnValue:
+    """All of a session's orders as CSV (UTF-8 with a BOM, for Excel on Chinese Windows)."""
+    info = _session_for(session_id)
+    headers = {
+        "created_at": _("Time"), "id": _("Order id"), "sku": _("SKU"), "product": _("Product"),
+        "quantity": _("Quantity"), "unit_price_yuan": _("Unit price (yuan)"), "amount_yuan": _("Amount (yuan)"),
+        "buyer_region": _("Buyer region"), "channel": _("Channel"), "external_id": _("External id"),
+        "status": _("Status"), "refunded_at": _("Refunded at"),
+    }
+    body = review_service.orders_csv(backend.store, info=info, headers=headers)
+    return _csv(stream_with_context(body), f"livesale-session-{info.id}-orders.csv")
+
+
+def _csv(body: Any, filename: str) -> Response:
+    response = Response(body, mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _comparison() -> tuple[list[int], dict[str, Any]]:
+    actor = current_actor()
+    assert actor is not None
+    try:
+        ids = compare_service.parse_ids(request.args.get("ids"))
+        return ids, compare_service.compare_sessions(backend.store, actor=actor, session_ids=ids)
+    except NotFound:
+        abort(404)
+    except Forbidden:
+        abort(403)
+    except DomainError:
+        abort(400)
+
+
+@bp.get("/compare")
+@login_required
+def compare() -> ResponseReturnValue:
+    """2 to 6 sessions side by side (``?ids=3,5,9``); the first is the reference."""
+    if not request.args.get("ids"):
+        return render_template("review/compare.html", comparison=None, labels=_figure_labels(), ids="")
+    ids, comparison = _comparison()
+    titles = {row["session"]["id"]: row["session"]["title"] for row in comparison["sessions"]}
+    names = [f"{row['session']['title']} (#{row['session']['id']})" for row in comparison["sessions"]]
+
+    def grouped(entries: list[dict[str, Any]], label: str) -> dict[str, Any]:
+        top = entries[:10]
+        return {
+            "categories": [e[label] or _("(not given)") for e in top],
+            "series": [
+                {"name": name, "values": [(e["sessions"][i] or {}).get("amount_fen", 0) for e in top]}
+                for i, name in enumerate(names)
+            ],
+        }
+
+    return render_template(
+        "review/compare.html", comparison=comparison, labels=_figure_labels(), titles=titles,
+        curves=[{"name": name, "values": c["amount_fen"]} for name, c in zip(names, comparison["cumulative"],
+                                                                              strict=True)],
+        product_chart=grouped(comparison["products"], "name"), region_chart=grouped(comparison["regions"], "region"),
+        ids=",".join(map(str, ids)), csv_url=url_for("review.compare_csv", ids=",".join(map(str, ids))),
+    )
+
+
+@bp.get("/compare.csv")
+@login_required
+def compare_csv() -> ResponseReturnValue:
+    ids, comparison = _comparison()
+    labels = {**_figure_labels(), "figure": _("Figure"), "difference": _("difference"), "percent": _("%")}
+    body = review_service.comparison_csv(comparison, labels=labels)
+    return _csv(body, f"livesale-compare-{'-'.join(map(str, ids))}.csv")
