@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -23,6 +24,43 @@ def make_token(db_url: str) -> str:
         token = auth.issue_token(conn, user_name="bench")
     engine.dispose()
     return token
+
+
+REGIONS = ["浙江杭州", "上海", "广东深圳", "北京", "江苏苏州", "新疆乌鲁木齐", "四川成都", "山东青岛"]
+
+
+def seed_orders(
+    db_url: str, session_id: int, count: int, *, started_at: Any = None, minutes: int = 120,
+    skus: tuple[tuple[str, int], ...] = (("APRICOT-5KG", 6980), ("DRIED-1KG", 5900)),
+) -> None:
+    """Insert ``count`` paid orders straight into SQL, spread over ``minutes`` from ``started_at``."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from livesale.core import tables as t
+    from livesale.core.db import create_db_engine, write_transaction
+
+    engine = create_db_engine(db_url)
+    start = started_at or datetime.now(UTC)
+    chunk = 20_000
+    with write_transaction(engine) as conn:
+        for first in range(0, count, chunk):
+            rows = []
+            for i in range(first, min(count, first + chunk)):
+                sku, price = skus[i % len(skus)]
+                quantity = 1 + i % 3
+                minute = i * minutes // max(1, count)
+                rows.append({
+                    "id": uuid.uuid4(), "session_id": session_id, "sku": sku, "quantity": quantity,
+                    "unit_price_fen": price, "amount_fen": price * quantity, "buyer_region": REGIONS[i % len(REGIONS)],
+                    "channel": "", "external_id": None, "idempotency_key": None, "payload_hash": "x",
+                    "status": "paid", "created_at": start + timedelta(minutes=minute, seconds=i % 60),
+                    "minute": minute, "txid": 1, "refunded_at": None, "refund_txid": None,
+                })
+            conn.execute(sa.insert(t.orders), rows)
+    engine.dispose()
 
 
 def start_server(

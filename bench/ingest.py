@@ -40,10 +40,10 @@ from typing import Any
 import aiohttp
 import redis
 import sqlalchemy as sa
-from common import make_token, pct, start_server  # noqa: E402  (bench/ is on sys.path as the script's folder)
+from common import make_token, pct, seed_orders, start_server  # noqa: E402  (bench/ is on sys.path as the script's folder)
 
 from livesale.core import auth, schema  # noqa: E402
-from livesale.core.db import create_db_engine, write_transaction  # noqa: E402
+from livesale.core.db import create_db_engine  # noqa: E402
 from livesale.server import default_workers  # noqa: E402
 
 SESSION = {
@@ -173,31 +173,6 @@ def prepare_database(url: str) -> None:
             conn.execute(sa.text("CREATE SCHEMA public"))
         engine.dispose()
     schema.upgrade(url)
-
-
-def seed_orders(db_url: str, session_id: int, count: int) -> None:
-    """Insert ``count`` paid orders straight into SQL (the rebuild's input)."""
-    from datetime import UTC, datetime
-
-    from livesale.core import tables as t
-
-    engine = create_db_engine(db_url)
-    now = datetime.now(UTC)
-    chunk = 20_000
-    with write_transaction(engine) as conn:
-        for start in range(0, count, chunk):
-            rows = [
-                {
-                    "id": uuid.uuid4(), "session_id": session_id, "sku": "DRIED-1KG" if i % 3 else "APRICOT-5KG",
-                    "quantity": 1 + i % 3, "unit_price_fen": 5900, "amount_fen": 5900 * (1 + i % 3),
-                    "buyer_region": REGIONS[i % 6], "channel": "", "external_id": None, "idempotency_key": None,
-                    "payload_hash": "x", "status": "paid", "created_at": now, "minute": (i // 5000) % 120,
-                    "txid": 1, "refunded_at": None, "refund_txid": None,
-                }
-                for i in range(start, min(count, start + chunk))
-            ]
-            conn.execute(sa.insert(t.orders), rows)
-    engine.dispose()
 
 
 def bench_database(name: str, db_url: str, redis_url: str, opts: argparse.Namespace) -> list[tuple[str, str]]:
