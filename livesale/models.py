@@ -195,4 +195,6 @@ class SessionResult(Base):
     by_region: so.Mapped[dict[str, Any]]
     timeline: so.Mapped[list[Any]]
     peak_minute: so.Mapped[int | None]
+    #: What sold in the peak minute: ``{sku: [quantity, amount_fen]}`` (NULL for results from before 0002).
+    peak_products: so.Mapped[dict[str, Any] | None]
     duration_s: so.Mapped[int]

@@ -43,6 +43,17 @@ def aggregate_session(conn: sa.Connection, *, session_id: int) -> Figures:
     return figures
 
 
+def minute_products(conn: sa.Connection, *, session_id: int, minute: int) -> dict[str, list[int]]:
+    """What sold in one minute of a session: ``{sku: [quantity, amount_fen]}`` (paid orders)."""
+    o = t.orders
+    rows = conn.execute(
+        sa.select(o.c.sku, sa.func.sum(o.c.quantity), sa.func.sum(o.c.amount_fen))
+        .where(o.c.session_id == session_id, o.c.status == "paid", o.c.minute == minute)
+        .group_by(o.c.sku)
+    )
+    return {sku: [int(quantity), int(amount)] for sku, quantity, amount in rows}
+
+
 def refunded_figures(conn: sa.Connection, *, session_id: int) -> tuple[int, int]:
     """(refunded orders, refunded amount in fen)."""
     o = t.orders

@@ -17,7 +17,7 @@ from .db import SessionLock, write_transaction
 from .errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from .figures import Figures
 from .groupcommit import GroupCommit
-from .results import aggregate_session, load_live_figures, refunded_figures
+from .results import aggregate_session, load_live_figures, minute_products, refunded_figures
 from .totals import LiveTotals, TotalsEngine
 from .validation import SESSION_STATUSES, ProductInput, SessionInput
 
@@ -292,6 +292,7 @@ def end_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
             raise Conflict("the session is no longer live", code="session_not_live")
         figures = aggregate_session(conn, session_id=session_id)
         refunded_count, refunded_fen = refunded_figures(conn, session_id=session_id)
+        peak = figures.peak_minute()
         version = max((previous.version + 1) if previous else 0, store.totals.clock_us())
         conn.execute(
             sa.insert(t.session_results).values(
@@ -306,7 +307,8 @@ def end_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
                 by_product=figures.by_product,
                 by_region=figures.by_region,
                 timeline=figures.timeline(),
-                peak_minute=figures.peak_minute(),
+                peak_minute=peak,
+                peak_products=minute_products(conn, session_id=session_id, minute=peak) if peak is not None else {},
                 duration_s=int((now - ended[0]).total_seconds()),
             )
         )
@@ -425,6 +427,18 @@ def session_figures(store: Store, *, info: SessionInfo) -> SessionFigures:
     figures = live_totals(store, session_id=info.id).figures
     duration = max(0, int((utcnow() - info.started_at).total_seconds()))
     return SessionFigures(info=info, figures=figures, duration_s=duration, peak_minute=figures.peak_minute())
+
+
+def peak_minute_products(store: Store, *, sf: SessionFigures) -> dict[str, list[int]] | None:
+    """What sold in the peak minute, ``{sku: [quantity, amount_fen]}``: persisted at the end;
+    for a live session summed now over that one minute. None when results predate it."""
+    if sf.peak_minute is None:
+        return {}
+    with store.db.connect() as conn:
+        if sf.info.status == "ended":
+            row = _results_row(conn, sf.info.id)
+            return None if row is None or row.peak_products is None else dict(row.peak_products)
+        return minute_products(conn, session_id=sf.info.id, minute=sf.peak_minute)
 
 
 def session_results(store: Store, *, info: SessionInfo) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from livesale.core import compare as compare_service
 from livesale.core import orders as order_service
 from livesale.core import review as review_service
 from livesale.core.errors import DomainError, Forbidden, InvalidInput, NotFound
-from livesale.core.sessions import session_figures
+from livesale.core.sessions import peak_minute_products, session_figures
 from livesale.core.validation import SESSION_STATUSES
 from livesale.extensions import backend
 
@@ -121,8 +121,13 @@ def report(session_id: int) -> ResponseReturnValue:
          for region, (n, a) in sf.figures.by_region.items()),
         key=lambda e: -e["amount_fen"],
     )
+    peak = peak_minute_products(backend.store, sf=sf)
+    peak_sold = None if peak is None else sorted(
+        ({"label": names.get(sku, sku), "quantity": q, "amount_fen": a} for sku, (q, a) in peak.items()),
+        key=lambda e: -e["amount_fen"],
+    )
     return render_template(
-        "review/report.html", info=info, figures=figures, labels=_figure_labels(),
+        "review/report.html", info=info, figures=figures, labels=_figure_labels(), peak_sold=peak_sold,
         timeline=sf.figures.timeline(), cumulative=compare_service.cumulative(sf),
         products=products, regions=regions, orders=orders, next_cursor=next_cursor, names=names,
     )

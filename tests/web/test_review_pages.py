@@ -128,3 +128,17 @@ def test_compare_page_and_csv(client: Any, sessions: list[tuple[int, list[dict]]
     assert amounts[3] == f"{(total(sessions[1][1]) - total(sessions[0][1])) / 100:.2f}"
     assert client.get("/compare").status_code == 200  # the empty form
     assert client.get("/compare?ids=1").status_code == 400
+
+
+def test_report_says_what_sold_in_the_peak_minute(client: Any, sessions: list[tuple[int, list[dict]]]) -> None:
+    """Persisted when the session ended; for a live session summed over that minute now."""
+    login(client, "official")
+    for sid, paid in (sessions[0], sessions[2]):
+        page = client.get(f"/sessions/{sid}?lang=en").text
+        sold = re.search(r'<ul class="peak-sold" id="peak-sold">(.*?)</ul>', page, re.S)
+        assert sold, sid
+        # All orders of the test fall in minute 0, the peak: every product sold appears with its quantity.
+        for sku in {o["sku"] for o in paid}:
+            name = next(p["name"] for p in APRICOT_SESSION["products"] if p["sku"] == sku)
+            quantity = sum(o["quantity"] for o in paid if o["sku"] == sku)
+            assert f"{name} × {quantity} ·" in sold.group(1), (sid, sku)
