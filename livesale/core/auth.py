@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
+from datetime import datetime
 
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -126,3 +127,41 @@ def actor_by_id(conn: sa.Connection, *, user_id: int) -> Actor | None:
         sa.select(u.c.id, u.c.name, u.c.role).where(u.c.id == user_id, u.c.active.is_(True))
     ).first()
     return Actor(user_id=row[0], name=row[1], role=row[2]) if row else None
+
+
+def require_admin(actor: Actor) -> None:
+    if actor.role != "admin":
+        raise Forbidden("only an admin manages users and tokens")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserSummary:
+    id: int
+    name: str
+    role: str
+    active: bool
+    can_log_in: bool
+    active_tokens: int
+    created_at: datetime
+
+
+def list_users(conn: sa.Connection) -> list[UserSummary]:
+    """Every user with how many live tokens they hold (never the tokens themselves)."""
+    u, tok = t.users, t.api_tokens
+    live = (
+        sa.select(sa.func.count()).where(tok.c.user_id == u.c.id, tok.c.revoked_at.is_(None)).scalar_subquery()
+    )
+    rows = conn.execute(
+        sa.select(u.c.id, u.c.name, u.c.role, u.c.active, u.c.password_hash.is_not(None), live, u.c.created_at)
+        .order_by(u.c.name)
+    )
+    return [UserSummary(*row) for row in rows]
+
+
+def set_active(conn: sa.Connection, *, actor: Actor, user_name: str, active: bool) -> None:
+    """Let a user in again, or keep them out (their logins and tokens stop working)."""
+    if not active and user_name == actor.name:
+        raise Conflict("you cannot deactivate yourself", field="name")
+    changed = conn.execute(sa.update(t.users).where(t.users.c.name == user_name).values(active=active)).rowcount
+    if not changed:
+        raise NotFound(f"no user named {user_name!r}", field="name")

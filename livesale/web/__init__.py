@@ -12,7 +12,7 @@ from flask.json.provider import JSONProvider
 
 from livesale.extensions import backend
 
-from . import api, errors, i18n, login, pages, review
+from . import admin, api, errors, i18n, login, pages, review
 
 
 class OrjsonProvider(JSONProvider):
@@ -42,6 +42,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(review.bp)
+    app.register_blueprint(admin.bp)
 
     @app.get("/livez")
     def livez() -> Response:
