@@ -90,10 +90,23 @@
       chart.setOption(option, { notMerge: true });
     } else {
       chart = window.echarts.init(el, null, { renderer: SVG, locale: lang === "zh" ? "ZH" : "EN" });
+      chart.on("finished", function () { scalable(el); });
       chart.setOption(option);
       charts.push(chart);
     }
     return chart;
+  }
+
+  /* Give the drawn SVG a viewBox, so that print CSS can scale it to the printed column
+     (the page is laid out again for paper after "beforeprint" has run). */
+  function scalable(el) {
+    var svg = el.querySelector("svg");
+    if (!svg) return;
+    var w = svg.getAttribute("width"), h = svg.getAttribute("height");
+    if (w && h) {
+      svg.setAttribute("viewBox", "0 0 " + parseFloat(w) + " " + parseFloat(h));
+      svg.setAttribute("preserveAspectRatio", "xMinYMin meet");
+    }
   }
 
   function noData(lang) {
@@ -120,7 +133,7 @@
     var lang = langOf(opts);
     series = series || [];
     var last = 0;
-    series.forEach(function (s) { last = Math.max(last, (s.values || []).length - 1); });
+    series.forEach(function (s) { last = Math.max(last, (s.values || []).length); });
     var legend = series.length > 1;
     var option = {
       grid: { left: 12, right: 24, top: legend ? 48 : 32, bottom: 36, containLabel: true },
@@ -139,7 +152,8 @@
       series: series.map(function (s) {
         return { type: "line", name: String(s.name === undefined ? "" : s.name), showSymbol: false,
                  emphasis: { focus: "series" }, lineStyle: { width: 2 },
-                 data: (s.values || []).map(function (v, i) { return [i, int(v)]; }) };
+                 // values[i] is the total at the end of minute i: drawn at i + 1, from (0, 0).
+                 data: [[0, 0]].concat((s.values || []).map(function (v, i) { return [i + 1, int(v)]; })) };
       }),
     };
     option.xAxis.min = 0;
