@@ -41,8 +41,16 @@ def test_upgrade_from_the_first_revision_keeps_old_results(tmp_path: Path) -> No
                 "refunded_orders, refunded_fen, by_product, by_region, timeline, peak_minute, duration_s) "
                 "VALUES (1, '2026-01-01 02:00:00', 1, 6980, 1, 1, 0, 0, '{}', '{}', '[]', 0, 7200)"
             ))
+            conn.execute(sa.text(
+                "INSERT INTO orders (id, session_id, sku, quantity, unit_price_fen, amount_fen, buyer_region, channel, "
+                "payload_hash, status, created_at, minute, txid) VALUES ('0190e2b7a1c07cc3a8f1e1b2c3d4e5f6', 1, "
+                "'APRICOT-5KG', 1, 6980, 6980, '上海', '', 'x', 'paid', '2026-01-01 00:30:00', 30, 1)"
+            ))
         schema.upgrade(url)
         with engine.connect() as conn:
+            # Nothing cascades away while tables are rebuilt (foreign keys are off during migrations).
+            assert conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one() == 1
+            assert conn.execute(sa.text("SELECT widget_enabled FROM live_sessions")).scalar_one() in (1, True)
             row = conn.execute(sa.text("SELECT amount_fen, peak_products FROM session_results")).one()
             version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
     finally:

@@ -18,8 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     # Results persisted before this revision do not know it: NULL, shown as unknown.
-    with op.batch_alter_table("session_results") as batch:
-        batch.add_column(sa.Column("peak_products", sa.JSON(), nullable=True))
+    op.add_column("session_results", sa.Column("peak_products", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
