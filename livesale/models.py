@@ -102,6 +102,11 @@ class LiveSession(Base):
     currency: so.Mapped[str] = so.mapped_column(sa.String(3), default="CNY")
     timezone: so.Mapped[str] = so.mapped_column(sa.String(64), default="Asia/Shanghai")
     widget_key: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    widget_enabled: so.Mapped[bool] = so.mapped_column(default=True, server_default=sa.true())
+    #: Origins allowed to embed the widget, space-separated (``https://news.example``); empty: any.
+    widget_origins: so.Mapped[str] = so.mapped_column(sa.String(1000), default="", server_default="")
+    #: The widget celebrates every time the total crosses a multiple of this (0: only the goal).
+    widget_milestone_fen: so.Mapped[int] = so.mapped_column(sa.BigInteger, default=0, server_default="0")
     owner_id: so.Mapped[int | None] = so.mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL"), index=True
     )

@@ -139,6 +139,9 @@ class Api:
     def post(self, path: str, json: Any = None, **kw: Any) -> Any:
         return self.client.post(path, json=json, headers=self._headers(kw.pop("headers", None)), **kw)
 
+    def patch(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return self.client.patch(path, json=json, headers=self._headers(kw.pop("headers", None)), **kw)
+
 
 class Users:
     """Creates users and tokens on demand: ``users.api("host")``."""

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-import sqlalchemy as sa
-
-from . import tables as t
 from .auth import Actor
-from .errors import Forbidden, InvalidInput, NotFound
+from .errors import Forbidden, InvalidInput
 from .sessions import SessionInfo, Store, load_session, session_totals
 from .totals import FeedEntry
 from .validation import MAX_ID
+from .widget import public_feed, public_totals, room_of_widget, widget_session
 
 #: The Socket.IO contract, in one place: namespace, client events, server events.
 NAMESPACE = "/live"
@@ -19,17 +18,29 @@ JOIN = "join"
 TOTALS = "totals"
 ORDERS = "orders"
 ERROR = "error"
+#: Sent to a widget's viewers when its key is rotated or it is turned off; they are then let go.
+REVOKED = "revoked"
 
 
 def room_of(session_id: int) -> str:
     return f"s:{session_id}"
 
 
-def resolve_join(store: Store, *, actor: Actor | None, data: Any) -> SessionInfo:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Join:
+    """Where a ``join`` leads: the session, its room, and what its viewers get."""
+
+    info: SessionInfo
+    room: str
+    #: A widget's viewers get the public payloads (``core.widget``), people the full ones.
+    public: bool
+
+
+def resolve_join(store: Store, *, actor: Actor | None, data: Any) -> Join:
     """The session a ``join`` asks for, if the asker may watch it.
 
     ``{"session": id}`` needs a person who may read the session;
-    ``{"widget": key}`` is public and read-only.
+    ``{"widget": key}`` is public and read-only (an enabled widget's current key).
     """
     if not isinstance(data, dict) or len(data) != 1:
         raise InvalidInput('send {"session": <id>} or {"widget": "<key>"}', field="join")
@@ -43,19 +54,22 @@ def resolve_join(store: Store, *, actor: Actor | None, data: Any) -> SessionInfo
             info = load_session(conn, session_id=session_id)
         if not actor.can_read(info.owner_id):
             raise Forbidden("this session belongs to another host")
-        return info
+        return Join(info=info, room=room_of(info.id), public=False)
     if "widget" in data:
         key = data["widget"]
         if not isinstance(key, str) or not 0 < len(key) <= 64:
             raise InvalidInput("must be a widget key", field="widget")
-        with store.db.connect() as conn:
-            session_id = conn.execute(
-                sa.select(t.live_sessions.c.id).where(t.live_sessions.c.widget_key == key)
-            ).scalar()
-            if session_id is None:
-                raise NotFound("no widget with this key")
-            return load_session(conn, session_id=session_id)
+        info = widget_session(store, key=key)
+        return Join(info=info, room=room_of_widget(info), public=True)
     raise InvalidInput('send {"session": <id>} or {"widget": "<key>"}', field="join")
+
+
+def snapshot(store: Store, join: Join) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``totals`` and ``orders`` a viewer gets on joining."""
+    entries = store.totals.read_feed(session_id=join.info.id) if join.info.status != "scheduled" else []
+    if join.public:
+        return public_totals(store, info=join.info), public_feed(join.info, entries)
+    return totals_payload(store, info=join.info), feed_payload(join.info, entries)
 
 
 def totals_payload(store: Store, *, info: SessionInfo) -> dict[str, Any]:

@@ -83,6 +83,9 @@ class SessionInfo:
     timezone: str
     widget_key: str
     owner_id: int | None
+    widget_enabled: bool
+    widget_origins: str
+    widget_milestone_fen: int
     products: tuple[ProductInfo, ...]
 
 
@@ -110,6 +113,9 @@ def session_view(info: SessionInfo) -> dict[str, Any]:
         "timezone": info.timezone,
         "products": [dataclasses.asdict(p) for p in info.products],
         "widget_key": info.widget_key,
+        "widget_enabled": info.widget_enabled,
+        "widget_origins": info.widget_origins.split(),
+        "widget_milestone_fen": info.widget_milestone_fen,
         "scheduled_start": _iso(info.scheduled_start),
         "planned_duration_min": info.planned_duration_min,
         "started_at": _iso(info.started_at),
@@ -122,6 +128,7 @@ _SESSION_COLUMNS = [
     for name in (
         "id", "title", "village", "hosts", "platform", "status", "scheduled_start", "planned_duration_min",
         "started_at", "ended_at", "goal_fen", "currency", "timezone", "widget_key", "owner_id",
+        "widget_enabled", "widget_origins", "widget_milestone_fen",
     )
 ]
 

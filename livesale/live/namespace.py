@@ -12,7 +12,7 @@ from flask_socketio import ConnectionRefusedError, Namespace, emit, join_room, l
 
 from livesale.core.auth import Actor
 from livesale.core.errors import DomainError, Unauthorized
-from livesale.core.live import ERROR, ORDERS, TOTALS, feed_payload, resolve_join, room_of, totals_payload
+from livesale.core.live import ERROR, ORDERS, TOTALS, resolve_join, snapshot
 from livesale.extensions import backend
 from livesale.web.auth import actor_for_bearer
 from livesale.web.login import current_actor
@@ -64,18 +64,16 @@ class LiveNamespace(Namespace):
         recent.append(now)
         store = backend.store
         try:
-            info = resolve_join(store, actor=self._actors.get(sid), data=data)
-            snapshot = totals_payload(store, info=info)
-            feed = feed_payload(info, store.totals.read_feed(session_id=info.id))
+            join = resolve_join(store, actor=self._actors.get(sid), data=data)
+            totals, feed = snapshot(store, join)
         except DomainError as exc:
             emit(ERROR, {"code": exc.code, "message": exc.message, "field": exc.field})
             return
         previous = self._rooms.get(sid)
         if previous:
             leave_room(previous)
-        room = room_of(info.id)
-        join_room(room)
-        self._rooms[sid] = room
-        emit(TOTALS, snapshot)
+        join_room(join.room)
+        self._rooms[sid] = join.room
+        emit(TOTALS, totals)
         if feed:
             emit(ORDERS, feed)

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from livesale.core import tables as t
 from livesale.core.live import NAMESPACE, ORDERS, TOTALS, feed_payload, room_of, totals_payload
 from livesale.core.sessions import Store, load_session
+from livesale.core.widget import public_feed, public_totals, room_of_widget
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,14 @@ class Ticker:
         return len(changed)
 
     def push(self, session_id: int) -> None:
+        """The session's totals (and new orders) to its people, and the public ones to its widget."""
         with self.store.db.connect() as conn:
             info = load_session(conn, session_id=session_id)
         room = room_of(session_id)
+        widget = room_of_widget(info) if info.widget_enabled else None
         self.socketio.emit(TOTALS, totals_payload(self.store, info=info), to=room, namespace=NAMESPACE)
+        if widget:
+            self.socketio.emit(TOTALS, public_totals(self.store, info=info), to=widget, namespace=NAMESPACE)
         if info.status == "ended":
             self._feed_cursor.pop(session_id, None)
             return
@@ -89,3 +94,5 @@ class Ticker:
         if entries:
             self._feed_cursor[session_id] = entries[-1].id
             self.socketio.emit(ORDERS, feed_payload(info, entries), to=room, namespace=NAMESPACE)
+            if widget:
+                self.socketio.emit(ORDERS, public_feed(info, entries), to=widget, namespace=NAMESPACE)

@@ -12,7 +12,7 @@ from flask.json.provider import JSONProvider
 
 from livesale.extensions import backend
 
-from . import admin, api, errors, i18n, login, pages, review
+from . import admin, api, errors, i18n, login, pages, review, widget
 
 
 class OrjsonProvider(JSONProvider):
@@ -43,6 +43,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(pages.bp)
     app.register_blueprint(review.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(widget.bp)
 
     @app.get("/livez")
     def livez() -> Response:
@@ -78,5 +79,7 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         # Only the widget (a later blueprint) may be framed; it sets its own.
         response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
-        response.headers.setdefault("X-Frame-Options", "DENY")
+        # The widget sets its own frame-ancestors (the session's origins); nothing else may be framed.
+        if "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]:
+            response.headers.setdefault("X-Frame-Options", "DENY")
         return response

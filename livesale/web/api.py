@@ -17,11 +17,13 @@ from livesale.core import compare as compare_service
 from livesale.core import orders as order_service
 from livesale.core import sessions as session_service
 from livesale.core import validation
+from livesale.core import widget as widget_service
 from livesale.core.errors import InvalidInput, NotFound
 from livesale.extensions import backend
 
 from .auth import api_auth
 from .openapi import MAX_ID, openapi_document
+from .widget import revoke_viewers
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -242,3 +244,24 @@ def compare() -> Response:
     """2 to 6 sessions side by side (``?ids=3,5,9``; the first is the reference)."""
     ids = compare_service.parse_ids(request.args.get("ids"))
     return jsonify(compare_service.compare_sessions(backend.store, actor=g.actor, session_ids=ids))
+
+
+@bp.patch("/sessions/<int:session_id>/widget")
+@api_auth
+@_session_in_range
+def update_widget(session_id: int) -> Response:
+    """Turn the widget on or off, set the origins allowed to embed it and its celebration milestone."""
+    before, after = widget_service.update_widget(backend.store, actor=g.actor, session_id=session_id,
+                                                 data=json_body())
+    revoke_viewers(before, after)
+    return jsonify(session_service.session_view(after))
+
+
+@bp.post("/sessions/<int:session_id>/widget/rotate")
+@api_auth
+@_session_in_range
+def rotate_widget_key(session_id: int) -> Response:
+    """A new widget key; embeds with the old one stop at once."""
+    before, after = widget_service.rotate_key(backend.store, actor=g.actor, session_id=session_id)
+    revoke_viewers(before, after)
+    return jsonify(session_service.session_view(after))

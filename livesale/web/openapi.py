@@ -315,6 +315,11 @@ def session() -> Schema:
             "timezone": string(),
             "products": {"type": "array", "items": ref("Product")},
             "widget_key": string(description="The key of the session's public widget."),
+            "widget_enabled": {"type": "boolean"},
+            "widget_origins": {"type": "array", "items": string(),
+                               "description": "Origins allowed to embed the widget; empty: any."},
+            "widget_milestone_fen": integer(0, format="int64",
+                                            description="The widget celebrates each multiple of it (0: the goal only)."),
             "scheduled_start": nullable(TIMESTAMP),
             "planned_duration_min": integer(1, 24 * 60),
             "started_at": nullable(TIMESTAMP),
@@ -719,6 +724,39 @@ def paths() -> dict[str, Any]:
                 "sessions",
                 responses(session_ok, 401, 403, 404, 409, 503),
                 description="Starting a live session changes nothing; an ended one is a 409 (session_ended).",
+            ),
+        },
+        f"{API}/sessions/{{session_id}}/widget": {
+            "parameters": [SESSION_ID],
+            "patch": operation(
+                "updateWidget",
+                "Change the session's widget settings",
+                "sessions",
+                responses(session_ok, 400, 401, 403, 404, 413, 422),
+                body=obj(
+                    {
+                        "enabled": {"type": "boolean"},
+                        "origins": {
+                            "type": "array", "maxItems": 20,
+                            "items": string(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$"),
+                            "description": "Origins allowed to embed the widget (frame-ancestors); empty: any.",
+                        },
+                        "milestone_fen": int_input(0, v.MAX_GOAL_FEN,
+                                                   description="Celebrate each multiple of this (0: the goal only)."),
+                    }
+                ),
+                description="Only the session's owner (or an admin). Turning the widget off lets its "
+                "viewers go at once.",
+            ),
+        },
+        f"{API}/sessions/{{session_id}}/widget/rotate": {
+            "parameters": [SESSION_ID],
+            "post": operation(
+                "rotateWidgetKey",
+                "Give the widget a new key",
+                "sessions",
+                responses(session_ok, 401, 403, 404),
+                description="The old key stops working at once: its pages get 404 and its live viewers are let go.",
             ),
         },
         f"{API}/sessions/{{session_id}}/end": {

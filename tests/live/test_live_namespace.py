@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -86,10 +87,30 @@ def test_ended_session_pushes_final_results(
     assert final[-1]["version"] > live_version
 
 
-def test_widget_key_joins_read_only_without_login(app: Any, live_session: dict[str, Any]) -> None:
+def test_widget_key_joins_read_only_without_login(app: Any, live_session: dict[str, Any], host_api: Api,
+                                                  ticker: Any) -> None:
     client = connect(app)
     client.emit("join", {"widget": live_session["widget_key"]}, namespace="/live")
-    assert events(client, "totals")[0]["session_id"] == live_session["id"]
+    snapshot = events(client, "totals")[0]
+    assert snapshot["title"] == live_session["title"] and snapshot["orders"] == 0
+    order(host_api, live_session)
+    ticker.tick()
+    pushed = events(client, "totals")
+    assert pushed and pushed[-1]["orders"] == 1
+    # The public payloads: no regions, no ids, no buyer.
+    for payload in [snapshot, *pushed, *events(client, "orders")]:
+        text = json.dumps(payload, ensure_ascii=False)
+        assert "region" not in text and "session_id" not in text and "浙江" not in text, text
+
+
+def test_a_rotated_widget_key_lets_its_viewers_go(app: Any, live_session: dict[str, Any], host_api: Api) -> None:
+    client = connect(app)
+    client.emit("join", {"widget": live_session["widget_key"]}, namespace="/live")
+    assert events(client, "totals")
+    assert host_api.post(f"/api/v1/sessions/{live_session['id']}/widget/rotate").status_code == 200
+    assert [e["name"] for e in received(client)] == ["revoked"]
+    client.emit("join", {"widget": live_session["widget_key"]}, namespace="/live")
+    assert [e["args"][0]["code"] for e in received(client) if e["name"] == "error"] == ["not_found"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,139 @@
+/* The widget: figures from the server's first paint, then live over Socket.IO
+ * (join {"widget": key}), a fresh snapshot on every reconnect, polling the
+ * public JSON every 5 s when WebSockets cannot get through, "not updated"
+ * after 10 s without news, a short celebration at the goal and milestones,
+ * and its height told to the embedding page. Text only ever via textContent.
+ */
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("w-data").textContent);
+  var t = data.i18n, lang = data.lang, key = data.key;
+  var shown = data.totals, lastUpdate = Date.now(), connected = false, revoked = false, polling = null;
+  var root = document.getElementById("w");
+  function $(id) { return document.getElementById(id); }
+  function set(id, text) { var el = $(id); if (el && el.textContent !== text) el.textContent = text; }
+  if (data.accent) document.documentElement.style.setProperty("--accent", data.accent);
+
+  function money(fen) {
+    var yuan = fen / 100;
+    if (lang === "zh" && Math.abs(yuan) >= 10000) return "¥" + (Math.round(yuan / 100) / 100).toLocaleString("en-US") + "万";
+    var whole = fen % 100 === 0 && Math.abs(yuan) >= 1000;
+    return "¥" + yuan.toLocaleString("en-US", { minimumFractionDigits: whole ? 0 : 2, maximumFractionDigits: whole ? 0 : 2 });
+  }
+
+  function crossed(before, after) {
+    if (shown.goal_fen && before < shown.goal_fen && after >= shown.goal_fen) return t.goal;
+    var step = shown.milestone_fen;
+    if (step > 0 && Math.floor(after / step) > Math.floor(before / step)) {
+      return t.milestone.replace("{amount}", money(Math.floor(after / step) * step));
+    }
+    return null;
+  }
+
+  function celebrate(text) {
+    set("w-party", text);
+    root.classList.remove("party");
+    void root.offsetWidth;  // restart the animation
+    root.classList.add("party");
+    window.setTimeout(function () { root.classList.remove("party"); }, 3000);
+  }
+
+  function render(p) {
+    var before = shown.amount_fen;
+    shown = p;
+    set("w-total", money(p.amount_fen));
+    if ($("w-total")) $("w-total").setAttribute("data-fen", String(p.amount_fen));
+    set("w-orders", String(p.orders));
+    if (p.goal_fen && $("w-fill")) {
+      var pct = Math.min(100, Math.floor(p.amount_fen * 100 / p.goal_fen));
+      $("w-fill").style.width = pct + "%";
+      set("w-pct", pct + "%");
+    }
+    var list = $("w-products");
+    if (list && p.products) {
+      list.textContent = "";
+      p.products.forEach(function (item) {
+        var li = document.createElement("li"), name = document.createElement("span"), q = document.createElement("b");
+        name.textContent = item.name; q.textContent = String(item.quantity);
+        li.appendChild(name); li.appendChild(document.createTextNode(" ")); li.appendChild(q);
+        list.appendChild(li);
+      });
+    }
+    var party = crossed(before, p.amount_fen);
+    if (party) celebrate(party);
+    fit();
+  }
+
+  function accept(p) {
+    lastUpdate = Date.now();
+    if (p && typeof p.version === "number" && p.version >= shown.version) render(p);
+    tick();
+  }
+
+  function addLatest(entries) {
+    var list = $("w-latest");
+    if (!list) return;
+    entries.forEach(function (e) {
+      var li = document.createElement("li");
+      li.textContent = e.quantity + " × " + e.name;
+      list.insertBefore(li, list.firstChild);
+    });
+    while (list.children.length > 5) list.removeChild(list.lastChild);
+    fit();
+  }
+
+  function tick() {
+    var label = "", state = "ok";
+    if (revoked) { label = t.off; state = "stale"; }
+    else if (shown.status === "ended") { label = t.ended; }
+    else if (shown.status === "live" && !connected && !polling) { label = t.offline; state = "stale"; }
+    else if (shown.status === "live" && Date.now() - lastUpdate > 10000) { label = t.stale; state = "stale"; }
+    set("w-stale", label);
+    if (root.getAttribute("data-state") !== state) root.setAttribute("data-state", state);
+  }
+
+  function poll() {
+    if (connected || revoked || !window.fetch) return;
+    window.fetch("/widget/" + encodeURIComponent(key) + ".json", { credentials: "omit" })
+      .then(function (r) {
+        if (r.status === 404) { revoked = true; stopPolling(); return null; }
+        return r.ok ? r.json() : null;
+      })
+      .then(function (p) { if (p) accept(p); else tick(); }, function () { tick(); });
+  }
+  function startPolling() { if (!polling && !revoked) { polling = window.setInterval(poll, 5000); poll(); } }
+  function stopPolling() { if (polling) { window.clearInterval(polling); polling = null; } }
+
+  function fit() {
+    if (window.parent === window) return;
+    window.parent.postMessage({ livesaleWidget: key, height: Math.ceil(document.documentElement.scrollHeight) }, "*");
+  }
+
+  if (window.io) {
+    var socket = window.io("/live", {
+      transports: ["websocket"], reconnection: true, reconnectionDelay: 1000, reconnectionDelayMax: 30000,
+      reconnectionAttempts: Infinity, withCredentials: false,
+    });
+    socket.on("connect", function () {
+      connected = true;
+      stopPolling();
+      socket.emit("join", { widget: key });  // every (re)connect: a fresh snapshot
+      tick();
+    });
+    socket.on("disconnect", function () { connected = false; tick(); });
+    socket.on("connect_error", function () { connected = false; startPolling(); tick(); });
+    socket.on("totals", accept);
+    socket.on("orders", addLatest);
+    socket.on("revoked", function () { revoked = true; socket.disconnect(); stopPolling(); tick(); });
+    socket.on("error", function (e) { if (e && e.code === "not_found") { revoked = true; socket.disconnect(); tick(); } });
+    window.setTimeout(function () { if (!connected) startPolling(); }, 5000);
+  } else {
+    startPolling();
+  }
+  if ($("w-fill")) $("w-fill").style.width = $("w-fill").getAttribute("data-pct") + "%";
+  window.setInterval(tick, 1000);
+  window.addEventListener("resize", fit);
+  fit();
+  tick();
+  window.livesaleWidget = { shown: function () { return shown; } };
+})();

@@ -1,0 +1,99 @@
+"""The public widget: ``/widget/<key>`` (an iframe page), ``/widget/<key>.json`` and ``/embed.js``.
+
+Public and read-only: reached by the widget's secret key, no login, no
+cookies set, nothing about buyers. Framing follows the session's allowed
+origins (``frame-ancestors``); every other page of the app refuses to be
+framed. A strict Content-Security-Policy without ``unsafe-inline``: the
+page's figures come in a JSON data block, styles and scripts from files.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, g, jsonify, render_template, request, send_from_directory
+from flask.typing import ResponseReturnValue
+from flask_babel import force_locale
+
+from livesale.core import widget as widget_service
+from livesale.core.errors import NotFound
+from livesale.core.live import NAMESPACE, REVOKED
+from livesale.core.sessions import SessionInfo
+from livesale.extensions import backend, socketio
+
+bp = Blueprint("widget", __name__)
+
+
+def _csp(info: SessionInfo) -> str:
+    host = request.host
+    return "; ".join([
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        f"connect-src 'self' ws://{host} wss://{host}",
+        "base-uri 'none'",
+        "form-action 'none'",
+        f"frame-ancestors {widget_service.frame_ancestors(info)}",
+    ])
+
+
+def _session(key: str) -> SessionInfo:
+    try:
+        return widget_service.widget_session(backend.store, key=key)
+    except NotFound:
+        abort(404)
+
+
+def _no_cookies() -> None:
+    # ?lang= on a widget picks its language; it must not leave a cookie on the partner's page.
+    g.pop("lang_choice", None)
+
+
+@bp.get("/widget/<key>.json")
+def widget_json(key: str) -> ResponseReturnValue:
+    """The public totals, for pages that cannot run scripts: cacheable for 1 s, any origin."""
+    info = _session(key)
+    _no_cookies()
+    body = widget_service.public_totals(backend.store, info=info)
+    body["latest"] = widget_service.public_feed(info, backend.store.totals.read_feed(session_id=info.id))[-10:]
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "public, max-age=1"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'"
+    return response
+
+
+@bp.get("/widget/<key>")
+def widget_page(key: str) -> ResponseReturnValue:
+    """The widget, made to sit in an iframe (``embed.js`` places it)."""
+    info = _session(key)
+    _no_cookies()
+    options = widget_service.parse_options(request.args.to_dict())
+    lang = options.lang or "zh"
+    totals = widget_service.public_totals(backend.store, info=info)
+    feed = widget_service.public_feed(info, backend.store.totals.read_feed(session_id=info.id))[-5:]
+    with force_locale(lang):
+        html = render_template("widget/widget.html", info=info, key=key, options=options, totals=totals,
+                               feed=list(reversed(feed)), lang=lang)
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = _csp(info)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.get("/embed.js")
+def embed_js() -> ResponseReturnValue:
+    """One script tag places a widget: ``<script src=".../embed.js" data-widget="KEY" async>``."""
+    _no_cookies()
+    response = send_from_directory(bp.root_path + "/../static/js", "embed.js", max_age=300)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def revoke_viewers(before: SessionInfo, after: SessionInfo) -> None:
+    """Let a widget's viewers go when its key changed or it was turned off: they stop at once."""
+    if before.widget_key == after.widget_key and (after.widget_enabled or not before.widget_enabled):
+        return
+    room = widget_service.room_of_widget(before)
+    socketio.emit(REVOKED, {"code": "widget_revoked"}, to=room, namespace=NAMESPACE)
+    socketio.close_room(room, namespace=NAMESPACE)

@@ -1,0 +1,135 @@
+"""The public widget over HTTP: what it shows and hides, its headers, settings, key rotation and budget."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from typing import Any
+
+import pytest
+
+from tests.conftest import APRICOT_SESSION, Api, Users
+
+XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture
+def widget(host_api: Api) -> dict[str, Any]:
+    """A live session with a hostile product name and title, and two orders."""
+    body = {**APRICOT_SESSION, "title": f"杏子 {XSS}",
+            "products": [*APRICOT_SESSION["products"], {"sku": "EVIL", "name": XSS, "unit_price_fen": 100}]}
+    session = host_api.post("/api/v1/sessions", json=body).json
+    host_api.post(f"/api/v1/sessions/{session['id']}/start")
+    for order in ({"sku": "APRICOT-5KG", "quantity": 2, "buyer_region": "浙江杭州"},
+                  {"sku": "EVIL", "quantity": 1, "buyer_region": "上海", "external_id": "ext-123"}):
+        assert host_api.post(f"/api/v1/sessions/{session['id']}/orders", json=order).status_code == 201
+    return session
+
+
+def test_page_shows_the_figures_escaped_with_a_strict_csp(client: Any, widget: dict[str, Any]) -> None:
+    r = client.get(f"/widget/{widget['widget_key']}?lang=en&show=total,goal,orders,latest,products")
+    assert r.status_code == 200
+    html = r.get_data(as_text=True)
+    assert 'data-fen="14060"' in html  # 2 × 6980 + 100, server-rendered
+    # The hostile title and product name are text: no tag of theirs reaches the page.
+    assert "<img" not in html and html.count("<script") == 3  # the data block and two script files
+    assert "&lt;script&gt;alert(" in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    csp = r.headers["Content-Security-Policy"]
+    assert "frame-ancestors *" in csp and "unsafe-inline" not in csp and "script-src 'self'" in csp
+    assert "X-Frame-Options" not in r.headers
+    assert "Set-Cookie" not in r.headers  # ?lang= picks the language without a cookie
+    # No inline script or style: only JSON data and files.
+    assert not re.search(r"<script(?![^>]*(type=\"application/json\"|src=))", html)
+    assert " style=" not in html
+
+
+def test_other_pages_refuse_framing(client: Any, widget: dict[str, Any]) -> None:
+    for path in ("/", "/login", f"/widget/{widget['widget_key']}.json"):
+        r = client.get(path)
+        assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"], path
+    assert client.get("/").headers["X-Frame-Options"] == "DENY"
+
+
+def test_json_is_public_cacheable_and_has_no_buyer_data(client: Any, widget: dict[str, Any]) -> None:
+    r = client.get(f"/widget/{widget['widget_key']}.json")
+    assert r.status_code == 200
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert r.headers["Cache-Control"] == "public, max-age=1"
+    assert "Set-Cookie" not in r.headers
+    body = r.json
+    assert (body["amount_fen"], body["orders"], body["items"]) == (14060, 2, 3)
+    text = r.get_data(as_text=True)
+    for secret in ("浙江杭州", "上海", "region", "ext-123", "external_id", "idempotency", '"id"'):
+        assert secret not in text, secret
+    assert all(set(e) == {"name", "quantity", "at_ms"} for e in body["latest"])
+
+
+@pytest.mark.parametrize(
+    ("query", "html_class", "accent"),
+    [
+        ("theme=dark&accent=%2300aa88", "theme-dark", "#00aa88"),
+        ("theme=transparent&accent=0AF", "theme-transparent", "#0af"),
+        ("theme=%3Cscript%3E&accent=red;}body{x", "theme-light", None),
+        ("theme=light&accent=%22%3E%3Cscript%3E", "theme-light", None),
+    ],
+)
+def test_options_are_validated(client: Any, widget: dict[str, Any], query: str, html_class: str,
+                               accent: str | None) -> None:
+    html = client.get(f"/widget/{widget['widget_key']}?{query}&show=bogus,<b>").get_data(as_text=True)
+    assert f'class="{html_class}"' in html
+    raw = re.search(r'<script type="application/json" id="w-data">(.*?)</script>', html, re.S).group(1)
+    data = json.loads(raw)
+    assert data["accent"] == accent
+    assert data["parts"] == ["total", "goal", "orders"]  # unknown parts: the defaults
+    assert "<" not in raw and "<b>" not in html
+
+
+def test_owner_settings_rotation_and_turning_off(client: Any, users: Users, host_api: Api,
+                                                 widget: dict[str, Any]) -> None:
+    url = f"/api/v1/sessions/{widget['id']}/widget"
+    old = widget["widget_key"]
+    r = host_api.patch(url, json={"origins": ["https://news.example.cn", "http://127.0.0.1:8080/"],
+                                  "milestone_fen": 1_000_000})
+    assert r.status_code == 200, r.json
+    assert r.json["widget_origins"] == ["https://news.example.cn", "http://127.0.0.1:8080"]
+    assert r.json["widget_milestone_fen"] == 1_000_000
+    csp = client.get(f"/widget/{old}").headers["Content-Security-Policy"]
+    assert "frame-ancestors https://news.example.cn http://127.0.0.1:8080" in csp
+    for bad in ({"origins": ["javascript:alert(1)"]}, {"origins": "https://x.cn"}, {"milestone_fen": -1},
+                {"milestone_fen": 1.5}, {"enabled": "yes"}, {"colour": "red"}):
+        r = host_api.patch(url, json=bad)
+        assert r.status_code == 422, (bad, r.json)
+    assert users.api("official").patch(url, json={"enabled": False}).status_code == 403
+    assert users.api("host", "other-host").patch(url, json={"enabled": False}).status_code == 403
+
+    rotated = host_api.post(f"{url}/rotate")
+    assert rotated.status_code == 200
+    new = rotated.json["widget_key"]
+    assert new != old
+    assert client.get(f"/widget/{old}").status_code == 404
+    assert client.get(f"/widget/{old}.json").status_code == 404
+    assert client.get(f"/widget/{new}.json").status_code == 200
+
+    assert host_api.patch(url, json={"enabled": False}).json["widget_enabled"] is False
+    assert client.get(f"/widget/{new}").status_code == 404
+    assert host_api.patch(url, json={"enabled": True}).status_code == 200
+    assert client.get(f"/widget/{new}").status_code == 200
+
+
+def test_widget_transfer_fits_the_budget(client: Any, widget: dict[str, Any]) -> None:
+    """The page, its CSS and its JS (the live client included) ≤ 25 KB gzipped; embed.js ≤ 3 KB."""
+    page = client.get(f"/widget/{widget['widget_key']}?show=total,goal,orders,latest,products")
+    html = page.get_data()
+    total = len(gzip.compress(html))
+    assets = re.findall(rb'(?:src|href)="(/static/[^"]+)"', html)
+    assert len(assets) == 3, assets
+    for path in assets:
+        r = client.get(path.decode())
+        total += len(gzip.compress(r.get_data()))
+        r.close()
+    assert total <= 25 * 1024, f"widget transfer {total} bytes gzipped"
+    embed = client.get("/embed.js")
+    assert embed.status_code == 200 and embed.headers["Access-Control-Allow-Origin"] == "*"
+    assert len(gzip.compress(embed.get_data())) <= 3 * 1024
+    embed.close()
