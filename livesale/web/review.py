@@ -11,22 +11,28 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, abort, render_template, request, stream_with_context, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import login_required
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, IntegerField, TextAreaField
+from wtforms.validators import Length, NumberRange, Optional
 
 from livesale.core import compare as compare_service
 from livesale.core import orders as order_service
 from livesale.core import review as review_service
+from livesale.core import widget as widget_service
 from livesale.core.errors import DomainError, Forbidden, InvalidInput, NotFound
-from livesale.core.sessions import peak_minute_products, session_figures
+from livesale.core.sessions import SessionInfo, peak_minute_products, session_figures
 from livesale.core.validation import SESSION_STATUSES
 from livesale.extensions import backend
 
 from .i18n import local_time
 from .login import current_actor
 from .pages import _session_for
+from .widget import revoke_viewers
 
 bp = Blueprint("review", __name__)
 
@@ -128,9 +134,74 @@ def report(session_id: int) -> ResponseReturnValue:
     )
     return render_template(
         "review/report.html", info=info, figures=figures, labels=_figure_labels(), peak_sold=peak_sold,
+        widget=_widget_panel(info),
         timeline=sf.figures.timeline(), cumulative=compare_service.cumulative(sf),
         products=products, regions=regions, orders=orders, next_cursor=next_cursor, names=names,
     )
+
+
+class WidgetForm(FlaskForm):
+    enabled = BooleanField(_l("Widget on"))
+    origins = TextAreaField(_l("Sites allowed to embed it (one origin per line, e.g. https://news.example.cn; empty: any)"),
+                            validators=[Optional(), Length(max=1000)])
+    milestone_yuan = IntegerField(_l("Celebrate every (yuan; 0: only the goal)"),
+                                  validators=[Optional(), NumberRange(min=0, max=10_000_000_000)])
+
+
+def _widget_panel(info: SessionInfo) -> dict[str, Any] | None:
+    """The owner's widget settings and ready-made embed code, for the report page."""
+    actor = current_actor()
+    if actor is None or not actor.can_manage(info.owner_id):
+        return None
+    form = WidgetForm(data={"enabled": info.widget_enabled, "origins": "\n".join(info.widget_origins.split()),
+                            "milestone_yuan": info.widget_milestone_fen // 100})
+    base = request.host_url.rstrip("/")
+    return {
+        "form": form,
+        "embed": f'<script src="{base}/embed.js" data-widget="{info.widget_key}" data-theme="light" async></script>',
+        "overlay": f"{base}/widget/{info.widget_key}?theme=transparent&show=total,goal,orders",
+        "preview": url_for("widget.widget_page", key=info.widget_key),
+    }
+
+
+@bp.post("/sessions/<int:session_id>/widget")
+@login_required
+def widget_settings(session_id: int) -> ResponseReturnValue:
+    """The owner turns the widget on or off and sets its origins and milestone."""
+    info = _session_for(session_id, manage=True)
+    form = WidgetForm()
+    if not form.validate_on_submit():
+        abort(400)
+    actor = current_actor()
+    assert actor is not None
+    data = {
+        "enabled": bool(form.enabled.data),
+        "origins": [line.strip() for line in (form.origins.data or "").split() if line.strip()],
+        "milestone_fen": (form.milestone_yuan.data or 0) * 100,
+    }
+    try:
+        before, after = widget_service.update_widget(backend.store, actor=actor, session_id=info.id, data=data)
+    except InvalidInput as exc:
+        flash(f"{exc.field}: {exc.message}", "error")
+        return redirect(url_for("review.report", session_id=info.id) + "#widget")
+    revoke_viewers(before, after)
+    flash(_("Widget settings saved"), "ok")
+    return redirect(url_for("review.report", session_id=info.id) + "#widget")
+
+
+@bp.post("/sessions/<int:session_id>/widget/rotate")
+@login_required
+def widget_rotate(session_id: int) -> ResponseReturnValue:
+    """A new widget key: embeds with the old one stop at once."""
+    info = _session_for(session_id, manage=True)
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    actor = current_actor()
+    assert actor is not None
+    before, after = widget_service.rotate_key(backend.store, actor=actor, session_id=info.id)
+    revoke_viewers(before, after)
+    flash(_("The widget has a new key: update the embed code on your pages"), "ok")
+    return redirect(url_for("review.report", session_id=info.id) + "#widget")
 
 
 @bp.get("/sessions/<int:session_id>/orders.csv")

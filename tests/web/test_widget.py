@@ -133,3 +133,30 @@ def test_widget_transfer_fits_the_budget(client: Any, widget: dict[str, Any]) ->
     assert embed.status_code == 200 and embed.headers["Access-Control-Allow-Origin"] == "*"
     assert len(gzip.compress(embed.get_data())) <= 3 * 1024
     embed.close()
+
+
+def test_owner_manages_the_widget_from_the_session_page(client: Any, users: Users, widget: dict[str, Any]) -> None:
+    from tests.web.test_pages import login, page_csrf
+
+    login(client, "host")
+    page = client.get(f"/sessions/{widget['id']}?lang=en")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    key = widget["widget_key"]
+    assert f'data-widget=&#34;{key}&#34;' in html and "embed.js" in html  # the embed code (escaped), ready to copy
+    csrf = page_csrf(html)
+    r = client.post(f"/sessions/{widget['id']}/widget", data={
+        "csrf_token": csrf, "enabled": "y", "origins": "https://news.example.cn\nhttp://localhost:8000",
+        "milestone_yuan": "10000"})
+    assert r.status_code == 302
+    settings = users.api("host").get(f"/api/v1/sessions/{widget['id']}").json
+    assert settings["widget_origins"] == ["https://news.example.cn", "http://localhost:8000"]
+    assert settings["widget_milestone_fen"] == 1_000_000 and settings["widget_enabled"] is True
+    assert client.post(f"/sessions/{widget['id']}/widget/rotate", data={"csrf_token": csrf}).status_code == 302
+    assert client.get(f"/widget/{key}").status_code == 404
+    assert client.post(f"/sessions/{widget['id']}/widget/rotate", data={}).status_code == 400  # no CSRF token
+    # Officials read the report, without the widget's settings.
+    users.token("official")
+    login(client, "official")
+    assert 'id="widget-form"' not in client.get(f"/sessions/{widget['id']}").get_data(as_text=True)
+    assert client.post(f"/sessions/{widget['id']}/widget", data={"csrf_token": csrf}).status_code == 403
