@@ -12,7 +12,7 @@ from flask import Flask
 
 from . import embedded_redis
 from .config import check_settings, load_settings
-from .extensions import backend, init_socketio
+from .extensions import backend, init_compression, init_socketio
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -72,6 +72,7 @@ def _dev_secret(instance: Path) -> str:
 def init_extensions(app: Flask) -> None:
     backend.init_app(app)
     init_socketio(app)
+    init_compression(app)
 
 
 def init_web(app: Flask) -> None:

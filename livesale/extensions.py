@@ -6,6 +6,7 @@ from typing import Any
 
 import redis
 from flask import Flask, current_app
+from flask_compress import Compress
 from flask_socketio import SocketIO
 from socketio import RedisManager
 
@@ -83,7 +84,19 @@ def init_socketio(app: Flask) -> None:
     )
 
 
+def init_compression(app: Flask) -> None:
+    """gzip for pages, styles and scripts (the widget's budget is counted compressed), not for
+    the API's JSON: order responses are small and their CPU goes to ingestion."""
+    app.config.setdefault("COMPRESS_MIMETYPES", ["text/html", "text/css", "text/javascript",
+                                                 "application/javascript"])
+    app.config.setdefault("COMPRESS_ALGORITHM", ["gzip"])
+    app.config.setdefault("COMPRESS_MIN_SIZE", 1000)
+    app.config.setdefault("COMPRESS_STREAMS", False)  # CSV exports stream as they are
+    compress.init_app(app)
+
+
 backend = Backend()
 socketio = SocketIO()
+compress = Compress()
 
-__all__: list[Any] = ["backend", "socketio"]
+__all__: list[Any] = ["backend", "compress", "socketio"]

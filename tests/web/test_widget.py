@@ -160,3 +160,22 @@ def test_owner_manages_the_widget_from_the_session_page(client: Any, users: User
     login(client, "official")
     assert 'id="widget-form"' not in client.get(f"/sessions/{widget['id']}").get_data(as_text=True)
     assert client.post(f"/sessions/{widget['id']}/widget", data={"csrf_token": csrf}).status_code == 403
+
+
+def test_pages_and_static_files_go_out_gzipped(client: Any, widget: dict[str, Any]) -> None:
+    path = "/static/vendor/socket.io/socket.io.min.js"
+    plain = client.get(path)
+    body = plain.get_data()
+    plain.close()
+    zipped = client.get(path, headers={"Accept-Encoding": "gzip, br"})
+    assert zipped.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in zipped.headers["Vary"]
+    assert gzip.decompress(zipped.get_data()) == body and len(zipped.get_data()) < len(body) / 2
+    again = client.get(path, headers={"Accept-Encoding": "gzip", "If-None-Match": zipped.headers["ETag"]})
+    assert again.status_code == 304
+    again.close()
+    page = client.get(f"/widget/{widget['widget_key']}", headers={"Accept-Encoding": "gzip"})
+    assert page.headers.get("Content-Encoding") == "gzip"
+    assert b"w-total" in gzip.decompress(page.get_data())
+    # The API's JSON is not compressed: its CPU goes to recording orders.
+    api = client.get(f"/widget/{widget['widget_key']}.json", headers={"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in api.headers
