@@ -158,3 +158,30 @@ def test_embedded_widget_goes_live_celebrates_and_stops_on_a_new_key(
         assert requests.get(light.url, timeout=5).status_code == 404
     finally:
         context.close()
+
+
+def test_widget_celebrates_a_milestone_and_polls_when_websockets_are_blocked(
+    browser: Any, server: Any, widget_session: dict[str, Any]
+) -> None:
+    settings = requests.patch(f"{server.url}/api/v1/sessions/{widget_session['id']}/widget",
+                              headers=widget_session["headers"], json={"milestone_fen": 10_000}, timeout=5)
+    assert settings.status_code == 200
+    context = browser.new_context(locale="zh-CN")
+    context.set_default_timeout(10_000)
+    try:
+        live = context.new_page()
+        live.goto(f"{server.url}/widget/{widget_session['widget_key']}?lang=en")
+        live.wait_for_selector('#w[data-state="ok"]')
+        live.wait_for_timeout(300)  # joined
+        order(server, widget_session, "APRICOT-5KG", 2)  # ¥139.60: past ¥100
+        live.wait_for_selector("#w.party")
+        assert live.locator("#w-party").inner_text() == "¥100.00 reached!"
+
+        blocked = context.new_page()
+        blocked.route_web_socket("**/socket.io/**", lambda ws: ws.close(code=1011, reason="blocked"))
+        blocked.goto(f"{server.url}/widget/{widget_session['widget_key']}")
+        order(server, widget_session, "APRICOT-5KG", 1)
+        # No WebSocket: the public JSON every 5 s still brings the new total.
+        blocked.wait_for_selector(f'#w-total[data-fen="{3 * PRICE}"]', timeout=12_000)
+    finally:
+        context.close()
