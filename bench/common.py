@@ -13,6 +13,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def prepare_database(url: str) -> None:
+    """An empty, migrated database (PostgreSQL: its public schema is dropped first)."""
+    import sqlalchemy as sa
+
+    from livesale.core import schema
+
+    if url.startswith("postgresql"):
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+        engine.dispose()
+    schema.upgrade(url)
+
+
 def make_token(db_url: str) -> str:
     """A host user ``bench`` and an API token for it, in a migrated database."""
     from livesale.core import auth

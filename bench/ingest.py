@@ -40,9 +40,9 @@ from typing import Any
 import aiohttp
 import redis
 import sqlalchemy as sa
-from common import make_token, pct, seed_orders, start_server  # noqa: E402  (bench/ is on sys.path as the script's folder)
+from common import make_token, pct, prepare_database, seed_orders, start_server  # noqa: E402  (bench/ is on sys.path as the script's folder)
 
-from livesale.core import auth, schema  # noqa: E402
+from livesale.core import auth  # noqa: E402
 from livesale.core.db import create_db_engine  # noqa: E402
 from livesale.server import default_workers  # noqa: E402
 
@@ -163,16 +163,6 @@ def run_clients(mode: str, processes: int, *args: Any) -> dict[str, Any]:
 
 
 # --- the server under test ---------------------------------------------------------
-
-
-def prepare_database(url: str) -> None:
-    if url.startswith("postgresql"):
-        engine = sa.create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-            conn.execute(sa.text("CREATE SCHEMA public"))
-        engine.dispose()
-    schema.upgrade(url)
 
 
 def bench_database(name: str, db_url: str, redis_url: str, opts: argparse.Namespace) -> list[tuple[str, str]]:

@@ -36,9 +36,9 @@ from pathlib import Path
 import redis
 import requests
 import sqlalchemy as sa
-from common import make_token, pct, seed_orders, start_server  # noqa: E402  (bench/ is on sys.path)
+from common import make_token, pct, prepare_database, seed_orders, start_server  # noqa: E402  (bench/ is on sys.path)
 
-from livesale.core import auth, schema  # noqa: E402
+from livesale.core import auth  # noqa: E402
 from livesale.core import sessions as session_service  # noqa: E402
 from livesale.core.db import create_db_engine, write_transaction  # noqa: E402
 from livesale.core.sessions import Store  # noqa: E402
@@ -51,16 +51,6 @@ PRODUCTS = [
     {"sku": "APRICOT-5KG", "name": "鲜杏 5斤", "unit_price_fen": 6980},
     {"sku": "DRIED-1KG", "name": "杏干 1公斤", "unit_price_fen": 5900},
 ]
-
-
-def prepare(db_url: str) -> None:
-    if db_url.startswith("postgresql"):
-        engine = sa.create_engine(db_url)
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-            conn.execute(sa.text("CREATE SCHEMA public"))
-        engine.dispose()
-    schema.upgrade(db_url)
 
 
 def seed(db_url: str, redis_url: str, *, small: int, small_orders: int, large: int, large_orders: int) -> list[int]:
@@ -123,7 +113,7 @@ def login(http: requests.Session, base: str, name: str, password: str) -> None:
 
 
 def bench_database(name: str, db_url: str, opts: argparse.Namespace) -> list[tuple[str, str]]:
-    prepare(db_url)
+    prepare_database(db_url)
     make_token(db_url)  # user 1, "bench", a host: owns every session seeded
     engine = create_db_engine(db_url)
     with write_transaction(engine) as conn:

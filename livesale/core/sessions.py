@@ -245,7 +245,8 @@ def list_sessions(
     return [_info(r, products[r[0]]) for r in rows], total
 
 
-def _manageable(conn: sa.Connection, actor: Actor, session_id: int) -> SessionInfo:
+def manageable(conn: sa.Connection, actor: Actor, session_id: int) -> SessionInfo:
+    """The session, if ``actor`` may change it (its host or an admin)."""
     require_writer(actor)
     info = load_session(conn, session_id=session_id)
     if not actor.can_manage(info.owner_id):
@@ -256,7 +257,7 @@ def _manageable(conn: sa.Connection, actor: Actor, session_id: int) -> SessionIn
 def start_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
     """Open a scheduled session for orders. Starting a live session changes nothing."""
     with write_transaction(store.db) as conn:
-        info = _manageable(conn, actor, session_id)
+        info = manageable(conn, actor, session_id)
         if info.status == "ended":
             raise Conflict("the session has ended", code="session_ended")
         if info.status == "scheduled":
@@ -283,7 +284,7 @@ def end_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
     except Unavailable:  # Redis down: the clock alone keeps the version rising
         previous = None
     with write_transaction(store.db) as conn:
-        info = _manageable(conn, actor, session_id)
+        info = manageable(conn, actor, session_id)
         if info.status == "ended":
             return info
         if info.status != "live":

@@ -17,10 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import tables as t
-from .auth import Actor, require_writer
+from .auth import Actor
 from .db import write_transaction
-from .errors import Forbidden, InvalidInput, NotFound
-from .sessions import SessionInfo, Store, load_session, session_totals
+from .errors import InvalidInput, NotFound
+from .sessions import SessionInfo, Store, load_session, manageable, session_totals
 from .totals import FeedEntry
 from .validation import MAX_GOAL_FEN
 
@@ -123,14 +123,6 @@ def _parse_origins(value: Any) -> str:
     return " ".join(dict.fromkeys(out))
 
 
-def _owned(conn: sa.Connection, actor: Actor, session_id: int) -> SessionInfo:
-    require_writer(actor)
-    info = load_session(conn, session_id=session_id)
-    if not actor.can_manage(info.owner_id):
-        raise Forbidden("this session belongs to another host")
-    return info
-
-
 def update_widget(store: Store, *, actor: Actor, session_id: int, data: Any) -> tuple[SessionInfo, SessionInfo]:
     """Change ``enabled``, ``origins`` or ``milestone_fen``; returns (before, after)."""
     if not isinstance(data, dict):
@@ -151,7 +143,7 @@ def update_widget(store: Store, *, actor: Actor, session_id: int, data: Any) -> 
             raise InvalidInput(f"must be an integer from 0 to {MAX_GOAL_FEN}", field="milestone_fen")
         values["widget_milestone_fen"] = milestone
     with write_transaction(store.db) as conn:
-        before = _owned(conn, actor, session_id)
+        before = manageable(conn, actor, session_id)
         if values:
             conn.execute(sa.update(t.live_sessions).where(t.live_sessions.c.id == session_id).values(**values))
         return before, load_session(conn, session_id=session_id)
@@ -160,7 +152,7 @@ def update_widget(store: Store, *, actor: Actor, session_id: int, data: Any) -> 
 def rotate_key(store: Store, *, actor: Actor, session_id: int) -> tuple[SessionInfo, SessionInfo]:
     """A new widget key; the old one stops working at once. Returns (before, after)."""
     with write_transaction(store.db) as conn:
-        before = _owned(conn, actor, session_id)
+        before = manageable(conn, actor, session_id)
         conn.execute(
             sa.update(t.live_sessions)
             .where(t.live_sessions.c.id == session_id)
