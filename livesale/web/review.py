@@ -23,6 +23,7 @@ from wtforms.validators import Length, NumberRange, Optional
 from livesale.core import compare as compare_service
 from livesale.core import orders as order_service
 from livesale.core import review as review_service
+from livesale.core import sessions as session_service
 from livesale.core import widget as widget_service
 from livesale.core.errors import DomainError, Forbidden, InvalidInput, NotFound
 from livesale.core.sessions import SessionInfo, peak_minute_products, session_figures
@@ -134,7 +135,7 @@ def report(session_id: int) -> ResponseReturnValue:
     )
     return render_template(
         "review/report.html", info=info, figures=figures, labels=_figure_labels(), peak_sold=peak_sold,
-        widget=_widget_panel(info),
+        widget=_widget_panel(info), can_manage=_can_manage(info),
         timeline=sf.figures.timeline(), cumulative=compare_service.cumulative(sf),
         products=products, regions=regions, orders=orders, next_cursor=next_cursor, names=names,
     )
@@ -146,6 +147,11 @@ class WidgetForm(FlaskForm):
                             validators=[Optional(), Length(max=1000)])
     milestone_yuan = IntegerField(_l("Celebrate every (yuan; 0: only the goal)"),
                                   validators=[Optional(), NumberRange(min=0, max=10_000_000_000)])
+
+
+def _can_manage(info: SessionInfo) -> bool:
+    actor = current_actor()
+    return actor is not None and actor.can_manage(info.owner_id)
 
 
 def _widget_panel(info: SessionInfo) -> dict[str, Any] | None:
@@ -202,6 +208,38 @@ def widget_rotate(session_id: int) -> ResponseReturnValue:
     revoke_viewers(before, after)
     flash(_("The widget has a new key: update the embed code on your pages"), "ok")
     return redirect(url_for("review.report", session_id=info.id) + "#widget")
+
+
+@bp.post("/sessions/<int:session_id>/start")
+@login_required
+def start(session_id: int) -> ResponseReturnValue:
+    """The host opens the session for orders."""
+    info = _session_for(session_id, manage=True)
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    actor = current_actor()
+    assert actor is not None
+    try:
+        session_service.start_session(backend.store, actor=actor, session_id=info.id)
+    except DomainError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("review.report", session_id=info.id))
+
+
+@bp.post("/sessions/<int:session_id>/end")
+@login_required
+def end(session_id: int) -> ResponseReturnValue:
+    """The host closes the session: its results are computed and kept."""
+    info = _session_for(session_id, manage=True)
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    actor = current_actor()
+    assert actor is not None
+    try:
+        session_service.end_session(backend.store, actor=actor, session_id=info.id)
+    except DomainError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("review.report", session_id=info.id))
 
 
 @bp.get("/sessions/<int:session_id>/orders.csv")

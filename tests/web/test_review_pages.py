@@ -142,3 +142,27 @@ def test_report_says_what_sold_in_the_peak_minute(client: Any, sessions: list[tu
             name = next(p["name"] for p in APRICOT_SESSION["products"] if p["sku"] == sku)
             quantity = sum(o["quantity"] for o in paid if o["sku"] == sku)
             assert f"{name} × {quantity} ·" in sold.group(1), (sid, sku)
+
+
+def test_the_host_starts_and_ends_a_session_from_its_page(client: Any, users: Users) -> None:
+    from tests.web.test_pages import page_csrf
+
+    host = users.api("host")
+    sid = host.post("/api/v1/sessions", json=APRICOT_SESSION).json["id"]
+    login(client, "host")
+    page = client.get(f"/sessions/{sid}?lang=en")
+    assert "Start the session" in page.text
+    csrf = page_csrf(page.text)
+    assert client.post(f"/sessions/{sid}/start", data={}).status_code == 400  # no CSRF token
+    assert client.post(f"/sessions/{sid}/start", data={"csrf_token": csrf}).status_code == 302
+    assert host.get(f"/api/v1/sessions/{sid}").json["status"] == "live"
+    assert host.post(f"/api/v1/sessions/{sid}/orders", json={"sku": "APRICOT-5KG", "quantity": 2}).status_code == 201
+    assert "End the session" in client.get(f"/sessions/{sid}?lang=en").text
+    assert client.post(f"/sessions/{sid}/end", data={"csrf_token": csrf}).status_code == 302
+    results = host.get(f"/api/v1/sessions/{sid}/results").json
+    assert results["orders"] == 1 and results["amount_fen"] == 2 * APRICOT_SESSION["products"][0]["unit_price_fen"]
+    # Officials only read.
+    users.token("official")
+    login(client, "official")
+    assert 'id="lifecycle"' not in client.get(f"/sessions/{sid}").text
+    assert client.post(f"/sessions/{sid}/end", data={"csrf_token": csrf}).status_code == 403
