@@ -1,0 +1,66 @@
+"""What can be checked of docker-compose.yml and the nginx config without a Docker engine."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+NGINX = (ROOT / "docker" / "nginx.conf").read_text()
+SECRETS = ("LIVESALE_SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD")
+
+
+def test_the_topology() -> None:
+    assert {"postgres", "redis", "migrate", "nginx"} <= set(SERVICES)
+    apps = [name for name, s in SERVICES.items() if s.get("image") == "livesale:latest" and name != "migrate"]
+    assert len(apps) >= 2, "two or more app processes"
+    assert SERVICES["postgres"]["image"].startswith("postgres:16")
+    assert SERVICES["redis"]["image"].startswith("redis:7")
+    redis_cmd = SERVICES["redis"]["command"]
+    assert "--appendonly yes" in redis_cmd and "--appendfsync everysec" in redis_cmd and "--requirepass" in redis_cmd
+    assert any(v.endswith(":/var/lib/postgresql/data") for v in SERVICES["postgres"]["volumes"])
+    # Migrations once, before any app process starts.
+    assert SERVICES["migrate"]["command"] == ["livesale", "db", "upgrade"]
+    for app in apps:
+        env = SERVICES[app]["environment"]
+        assert SERVICES[app]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert env["LIVESALE_SOCKETIO_MESSAGE_QUEUE"].startswith("redis://"), "cross-process push via Redis"
+        assert env["LIVESALE_DATABASE_URL"].startswith("postgresql")
+    # The app image runs one gevent worker per process.
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    assert '"--worker-class", "gevent"' in dockerfile and '"--workers", "1"' in dockerfile
+
+
+def test_every_long_running_service_has_a_health_check() -> None:
+    for name, service in SERVICES.items():
+        if service.get("restart") == "no":  # the one-shot migration: it exits when done
+            continue
+        assert "healthcheck" in service and service["healthcheck"]["test"], name
+
+
+def test_no_secret_has_a_default() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    for secret in SECRETS:
+        uses = re.findall(rf"\$\{{{secret}([^}}]*)\}}", text)
+        assert uses, secret
+        assert all(u.startswith(":?") for u in uses), f"{secret} must be required (${{{secret}:?…}}): {uses}"
+    example = dict(
+        line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert set(SECRETS) <= set(example) and all(example[s] == "" for s in SECRETS)
+
+
+def test_nginx_keeps_clients_on_one_process_and_upgrades_websockets() -> None:
+    assert re.search(r"upstream livesale \{[^}]*\bip_hash;", NGINX)
+    apps = re.findall(r"server (app\d+):8000", NGINX)
+    assert len(apps) >= 2 and set(apps) <= set(SERVICES)
+    socket = re.search(r"location /socket\.io/ \{(.*?)\n    \}", NGINX, re.S).group(1)
+    assert "proxy_http_version 1.1;" in socket
+    assert "proxy_set_header Upgrade $http_upgrade;" in socket
+    assert "proxy_set_header Connection $connection_upgrade;" in socket
+    assert re.search(r"map \$http_upgrade \$connection_upgrade \{\s*default upgrade;", NGINX)
