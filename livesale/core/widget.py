@@ -56,7 +56,11 @@ def widget_session(store: Store, *, key: str) -> SessionInfo:
 
 def public_totals(store: Store, *, info: SessionInfo) -> dict[str, Any]:
     """What a widget shows: the totals without buyer regions, with product names."""
-    totals = session_totals(store, info=info)
+    return public_view(info, session_totals(store, info=info))
+
+
+def public_view(info: SessionInfo, totals: dict[str, Any]) -> dict[str, Any]:
+    """The public part of a session's totals (as ``session_totals`` gives them)."""
     names = {p.sku: p.name for p in info.products}
     return {
         "title": info.title,

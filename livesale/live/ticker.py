@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from livesale.core import tables as t
 from livesale.core.live import NAMESPACE, ORDERS, TOTALS, feed_payload, room_of, totals_payload
 from livesale.core.sessions import Store, load_session
-from livesale.core.widget import public_feed, public_totals, room_of_widget
+from livesale.core.widget import public_feed, public_view, room_of_widget
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,10 @@ class Ticker:
             info = load_session(conn, session_id=session_id)
         room = room_of(session_id)
         widget = room_of_widget(info) if info.widget_enabled else None
-        self.socketio.emit(TOTALS, totals_payload(self.store, info=info), to=room, namespace=NAMESPACE)
+        totals = totals_payload(self.store, info=info)  # read once, for both rooms
+        self.socketio.emit(TOTALS, totals, to=room, namespace=NAMESPACE)
         if widget:
-            self.socketio.emit(TOTALS, public_totals(self.store, info=info), to=widget, namespace=NAMESPACE)
+            self.socketio.emit(TOTALS, public_view(info, totals), to=widget, namespace=NAMESPACE)
         if info.status == "ended":
             self._feed_cursor.pop(session_id, None)
             return

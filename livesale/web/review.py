@@ -170,76 +170,63 @@ def _widget_panel(info: SessionInfo) -> dict[str, Any] | None:
     }
 
 
+def _owner_post(session_id: int, form: FlaskForm | None = None) -> tuple[SessionInfo, Any]:
+    """A form posted by the session's host (or an admin), with a valid CSRF token: the session and actor."""
+    info = _session_for(session_id, manage=True)
+    if not (form or FlaskForm()).validate_on_submit():
+        abort(400)
+    actor = current_actor()
+    assert actor is not None
+    return info, actor
+
+
+def _back_to_report(info: SessionInfo, anchor: str = "") -> ResponseReturnValue:
+    return redirect(url_for("review.report", session_id=info.id) + anchor)
+
+
 @bp.post("/sessions/<int:session_id>/widget")
 @login_required
 def widget_settings(session_id: int) -> ResponseReturnValue:
     """The owner turns the widget on or off and sets its origins and milestone."""
-    info = _session_for(session_id, manage=True)
     form = WidgetForm()
-    if not form.validate_on_submit():
-        abort(400)
-    actor = current_actor()
-    assert actor is not None
+    info, actor = _owner_post(session_id, form)
     data = {
         "enabled": bool(form.enabled.data),
-        "origins": [line.strip() for line in (form.origins.data or "").split() if line.strip()],
+        "origins": (form.origins.data or "").split(),
         "milestone_fen": (form.milestone_yuan.data or 0) * 100,
     }
     try:
         before, after = widget_service.update_widget(backend.store, actor=actor, session_id=info.id, data=data)
     except InvalidInput as exc:
         flash(f"{exc.field}: {exc.message}", "error")
-        return redirect(url_for("review.report", session_id=info.id) + "#widget")
+        return _back_to_report(info, "#widget")
     revoke_viewers(before, after)
     flash(_("Widget settings saved"), "ok")
-    return redirect(url_for("review.report", session_id=info.id) + "#widget")
+    return _back_to_report(info, "#widget")
 
 
 @bp.post("/sessions/<int:session_id>/widget/rotate")
 @login_required
 def widget_rotate(session_id: int) -> ResponseReturnValue:
     """A new widget key: embeds with the old one stop at once."""
-    info = _session_for(session_id, manage=True)
-    if not FlaskForm().validate_on_submit():
-        abort(400)
-    actor = current_actor()
-    assert actor is not None
+    info, actor = _owner_post(session_id)
     before, after = widget_service.rotate_key(backend.store, actor=actor, session_id=info.id)
     revoke_viewers(before, after)
     flash(_("The widget has a new key: update the embed code on your pages"), "ok")
-    return redirect(url_for("review.report", session_id=info.id) + "#widget")
+    return _back_to_report(info, "#widget")
 
 
-@bp.post("/sessions/<int:session_id>/start")
+@bp.post("/sessions/<int:session_id>/<any(start, end):step>")
 @login_required
-def start(session_id: int) -> ResponseReturnValue:
-    """The host opens the session for orders."""
-    info = _session_for(session_id, manage=True)
-    if not FlaskForm().validate_on_submit():
-        abort(400)
-    actor = current_actor()
-    assert actor is not None
+def lifecycle(session_id: int, step: str) -> ResponseReturnValue:
+    """The host opens the session for orders, or closes it (its results are computed and kept)."""
+    info, actor = _owner_post(session_id)
+    change = session_service.start_session if step == "start" else session_service.end_session
     try:
-        session_service.start_session(backend.store, actor=actor, session_id=info.id)
+        change(backend.store, actor=actor, session_id=info.id)
     except DomainError as exc:
         flash(exc.message, "error")
-    return redirect(url_for("review.report", session_id=info.id))
-
-
-@bp.post("/sessions/<int:session_id>/end")
-@login_required
-def end(session_id: int) -> ResponseReturnValue:
-    """The host closes the session: its results are computed and kept."""
-    info = _session_for(session_id, manage=True)
-    if not FlaskForm().validate_on_submit():
-        abort(400)
-    actor = current_actor()
-    assert actor is not None
-    try:
-        session_service.end_session(backend.store, actor=actor, session_id=info.id)
-    except DomainError as exc:
-        flash(exc.message, "error")
-    return redirect(url_for("review.report", session_id=info.id))
+    return _back_to_report(info)
 
 
 @bp.get("/sessions/<int:session_id>/orders.csv")

@@ -9,7 +9,7 @@ page's figures come in a JSON data block, styles and scripts from files.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, g, jsonify, render_template, request, send_from_directory
+from flask import Blueprint, Response, abort, current_app, g, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import force_locale
 
@@ -85,7 +85,8 @@ def widget_page(key: str) -> ResponseReturnValue:
 def embed_js() -> ResponseReturnValue:
     """One script tag places a widget: ``<script src=".../embed.js" data-widget="KEY" async>``."""
     _no_cookies()
-    response = send_from_directory(bp.root_path + "/../static/js", "embed.js", max_age=300)
+    response = current_app.send_static_file("js/embed.js")
+    response.cache_control.max_age = 300
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
 

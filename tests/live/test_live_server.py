@@ -164,6 +164,19 @@ def test_join_gets_a_snapshot(
     assert viewer.of("error") == []
 
 
+def _pushed_versions_rise(viewer: Viewer) -> None:
+    """Versions never go back, and change with the figures: no ticker's push is delivered twice."""
+    seen = viewer.of("totals")
+    for before, after in zip(seen, seen[1:], strict=False):
+        assert after["version"] >= before["version"], (before, after)
+        if (after["orders"], after["amount_fen"]) != (before["orders"], before["amount_fen"]):
+            assert after["version"] > before["version"], (before, after)
+        assert after["orders"] >= before["orders"], (before, after)
+    # A repeat of one version is the 5 s heartbeat; two tickers would repeat most of them.
+    versions = [d["version"] for d in seen]
+    assert len(versions) - len(set(versions)) <= 1, versions
+
+
 def test_a_burst_is_coalesced_into_a_few_exact_totals_with_rising_versions(
     server_factory: Any, users: Users, live_session: dict[str, Any], viewers: Any
 ) -> None:
@@ -190,13 +203,7 @@ def test_a_burst_is_coalesced_into_a_few_exact_totals_with_rising_versions(
     assert final["amount_fen"] == sum(quantities) * PRICE
     assert arrived - last_ack < 1.0  # ...and it came within a second of the last acknowledgment
 
-    # Versions never go back; they rise whenever the figures change (a heartbeat repeats one).
-    seen = viewer.of("totals")
-    for before, after in zip(seen, seen[1:], strict=False):
-        assert after["version"] >= before["version"], (before, after)
-        if (after["orders"], after["amount_fen"]) != (before["orders"], before["amount_fen"]):
-            assert after["version"] > before["version"], (before, after)
-        assert after["orders"] >= before["orders"]
+    _pushed_versions_rise(viewer)
     # The feed ticker got the new orders too, at most 20 per event.
     assert viewer.of("orders") and all(0 < len(batch) <= 20 for batch in viewer.of("orders"))
 
@@ -245,18 +252,6 @@ def test_automatic_reconnection_after_a_server_restart_on_the_same_port(
     # And pushes flow again from the new server's ticker.
     post_orders(restarted.url, token, sid, [1])
     viewer.wait_totals(lambda d: d["orders"] == 2, timeout=3)
-
-
-def _pushed_versions_rise(viewer: Viewer) -> None:
-    """Versions never go back, and change with the figures: no ticker's push is delivered twice."""
-    seen = viewer.of("totals")
-    for before, after in zip(seen, seen[1:], strict=False):
-        assert after["version"] >= before["version"], (before, after)
-        if (after["orders"], after["amount_fen"]) != (before["orders"], before["amount_fen"]):
-            assert after["version"] > before["version"], (before, after)
-    # A repeat of one version is the 5 s heartbeat; two tickers would repeat most of them.
-    versions = [d["version"] for d in seen]
-    assert len(versions) - len(set(versions)) <= 1, versions
 
 
 def test_a_viewer_on_one_process_sees_orders_posted_to_another(
