@@ -95,6 +95,8 @@ def user_add(name: str, role: str, no_password: bool) -> None:
         else:
             # One line; its line ending (\n or \r\n) is not part of the password.
             password = sys.stdin.readline().rstrip("\r\n")
+    # Often a newcomer's first command, before any `serve`: the schema may not exist yet.
+    schema.upgrade(current_app.config["DATABASE_URL"])
     try:
         with write_transaction(backend.store.db) as conn:
             auth.create_user(conn, name=name, role=role, password=password)

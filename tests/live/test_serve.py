@@ -76,3 +76,14 @@ def test_serve_on_the_embedded_defaults_pushes_across_its_workers(tmp_path: Path
     assert serve.returncode == 0, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     assert not embedded_redis.socket_path(instance).exists(), "serve left its Redis running"
+
+
+def test_a_first_user_can_be_added_before_anything_else(tmp_path: Path) -> None:
+    """The README's first step after installing: the database does not exist yet."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVESALE_")}
+    env.update(LIVESALE_ENV="development", LIVESALE_INSTANCE_PATH=str(tmp_path / "instance"))
+    done = subprocess.run([str(LIVESALE), "user", "add", "gulnar", "--role", "admin"], env=env,
+                          input="apricots in june\n", capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert (tmp_path / "instance" / "livesale.sqlite").exists()
