@@ -24,6 +24,12 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BATCH": 1000,
     "PAGE_SIZE_MAX": 500,
     "LOG_LEVEL": "INFO",
+    # "json": one JSON object per line with the request id (for log collectors); "text" for a terminal.
+    "LOG_FORMAT": "json",
+    # One log line per request (health checks and /metrics at DEBUG).
+    "ACCESS_LOG": True,
+    # If set, /metrics requires "Authorization: Bearer <token>" (it is never public behind nginx either).
+    "METRICS_TOKEN": "",
     # Socket.IO: "gevent" under gunicorn's gevent worker, "threading" elsewhere
     # (tests, `flask run`); "auto" picks by whether gevent has patched sockets.
     "ASYNC_MODE": "auto",
@@ -41,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
 _INT_KEYS = {"MAX_CONTENT_LENGTH", "MAX_BATCH", "PAGE_SIZE_MAX", "JOIN_RATE_LIMIT", "SOCKET_MAX_MESSAGE",
              "REDIS_MAX_CONNECTIONS"}
 _FLOAT_KEYS = {"PUSH_TICK_S", "PUSH_HEARTBEAT_S"}
+_BOOL_KEYS = {"ACCESS_LOG"}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 class ConfigError(RuntimeError):
@@ -54,6 +62,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     for key in DEFAULTS:
         raw = environ.get(ENV_PREFIX + key)
         if raw is None or raw == "":
+            continue
+        if key in _BOOL_KEYS:
+            if raw.lower() not in _TRUE | _FALSE:
+                raise ConfigError(f"{ENV_PREFIX}{key} must be 1/true/yes/on or 0/false/no/off, not {raw!r}")
+            settings[key] = raw.lower() in _TRUE
             continue
         settings[key] = int(raw) if key in _INT_KEYS else float(raw) if key in _FLOAT_KEYS else raw
     return settings
@@ -69,3 +82,5 @@ def check_settings(settings: Mapping[str, Any]) -> None:
             "LIVESALE_SECRET_KEY is required in production "
             "(set LIVESALE_ENV=development to run locally without one)"
         )
+    if settings.get("LOG_FORMAT") not in {"json", "text"}:
+        raise ConfigError(f"LIVESALE_LOG_FORMAT must be json or text, not {settings.get('LOG_FORMAT')!r}")

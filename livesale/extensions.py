@@ -10,6 +10,7 @@ from flask_compress import Compress
 from flask_socketio import SocketIO
 from socketio import RedisManager
 
+from . import metrics
 from .core.db import create_db_engine
 from .core.sessions import Store
 from .core.totals import TotalsEngine
@@ -36,7 +37,8 @@ class Backend:
             health_check_interval=30,
         )
         client = redis.Redis(connection_pool=pool)
-        app.extensions["livesale"] = Store(db=engine, totals=TotalsEngine(client))
+        totals = TotalsEngine(client, on_rebuild=metrics.REDIS_REBUILDS.inc)
+        app.extensions["livesale"] = Store(db=engine, totals=totals)
 
     @property
     def store(self) -> Store:

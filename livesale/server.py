@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 
 def default_workers() -> int:
@@ -53,6 +54,8 @@ def gunicorn_command(*, host: str, port: int, workers: int = 1, worker_connectio
         "--bind", f"{host}:{port}",
         "--graceful-timeout", "20",
         "--no-control-socket",
+        # By path: gunicorn's master must not import livesale (see gunicorn_conf.py).
+        "--config", str(Path(__file__).with_name("gunicorn_conf.py")),
         "livesale.wsgi:app",
     ]
 

@@ -68,6 +68,8 @@ class Recorded:
     #: True when at least one order is new; False when the request only repeated known orders.
     created: bool
     totals: dict[str, Any]
+    #: How many of ``orders`` this request inserted (the rest were repeats).
+    new: int = 0
 
 
 def _delta(rows: list[dict[str, Any]], *, sign: int) -> Figures:
@@ -283,6 +285,7 @@ def _commit_group(store: Store, session_id: int, group: Sequence[_OrderRequest])
                 ],
                 created=any(r["id"] in inserted_ids for r in request_rows),
                 totals=totals,
+                new=sum(r["id"] in inserted_ids for r in request_rows),
             )
     return outcomes  # type: ignore[return-value]
 

@@ -241,7 +241,10 @@ def _snap_text(snapshot: Snapshot) -> str:
 class TotalsEngine:
     """Running totals of live sessions, kept in Redis."""
 
-    def __init__(self, client: redis.Redis, *, lock_ttl_s: float = 20.0, wait_s: float = 30.0):
+    def __init__(
+        self, client: redis.Redis, *, lock_ttl_s: float = 20.0, wait_s: float = 30.0,
+        on_rebuild: Callable[[], None] | None = None,
+    ):
         # wait_s > lock_ttl_s: if a rebuilder dies holding the lock, waiters
         # outlast the lock and take over instead of failing.
         self.redis = client
@@ -256,6 +259,8 @@ class TotalsEngine:
         self._verified: set[int] = set()
         #: Failed script calls so far; a rebuild verifies only if none happened during it.
         self._failures = 0
+        #: Called after each rebuild that wrote figures (the metrics count them).
+        self._on_rebuild = on_rebuild
 
     def verified(self, session_id: int) -> bool:
         """Whether this engine vouches that Redis has every change committed so far.
@@ -375,6 +380,8 @@ class TotalsEngine:
                         raise Unavailable("the totals store (Redis) is unavailable") from exc
                     raise
                 if result[0] == 1:
+                    if self._on_rebuild is not None:
+                        self._on_rebuild()
                     self._mark_quietly(session_id)
                     # A script call of ours that failed meanwhile may belong to a
                     # commit our snapshot did not see: then stay unverified.

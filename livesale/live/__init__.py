@@ -20,3 +20,22 @@ def init_app(app: Flask) -> None:
     )
     app.extensions["livesale.ticker"] = ticker
     socketio.on_namespace(LiveNamespace(NAMESPACE, ticker=ticker, join_limit=app.config["JOIN_RATE_LIMIT"]))
+
+
+def release_viewers() -> int:
+    """Close every Socket.IO connection of this process; returns how many.
+
+    For a shutdown: the viewers' clients reconnect at once (through the load
+    balancer, to a process that stays) instead of holding this one open
+    until the graceful timeout runs out.
+    """
+    server = socketio.server
+    if server is None:
+        return 0
+    sids = list(server.eio.sockets)
+    for sid in sids:
+        try:
+            server.eio.disconnect(sid)
+        except Exception:  # noqa: BLE001 - one broken socket must not keep the others open
+            pass
+    return len(sids)

@@ -10,6 +10,7 @@ from typing import Any
 from flask import request
 from flask_socketio import ConnectionRefusedError, Namespace, emit, join_room, leave_room
 
+from livesale import metrics
 from livesale.core.auth import Actor
 from livesale.core.errors import DomainError, Unauthorized
 from livesale.core.live import ERROR, ORDERS, TOTALS, resolve_join, snapshot
@@ -44,9 +45,12 @@ class LiveNamespace(Namespace):
             actor = current_actor()
         self._actors[request.sid] = actor
         self._joins[request.sid] = deque()
+        metrics.VIEWERS.inc()
         self.ticker.ensure_started()
 
     def on_disconnect(self, reason: Any = None) -> None:
+        if request.sid in self._actors:
+            metrics.VIEWERS.dec()
         self._actors.pop(request.sid, None)
         self._joins.pop(request.sid, None)
         self._rooms.pop(request.sid, None)

@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from livesale import metrics
 from livesale.core import tables as t
 from livesale.core.live import NAMESPACE, ORDERS, TOTALS, feed_payload, room_of, totals_payload
 from livesale.core.sessions import Store, load_session
@@ -76,6 +77,8 @@ class Ticker:
             self.push(session_id)
         if changed:
             self.ticks += 1
+            metrics.PUSH_TICKS.inc()
+            metrics.PUSHED_SESSIONS.inc(len(changed))
         return len(changed)
 
     def push(self, session_id: int) -> None:

@@ -12,7 +12,7 @@ from flask.json.provider import JSONProvider
 
 from livesale.extensions import backend
 
-from . import admin, api, errors, i18n, login, pages, review, static, widget
+from . import admin, api, errors, i18n, login, observe, pages, review, static, widget
 
 
 class OrjsonProvider(JSONProvider):
@@ -33,6 +33,7 @@ class OrjsonProvider(JSONProvider):
 
 def init_app(app: Flask) -> None:
     app.json = OrjsonProvider(app)
+    observe.init_app(app)
     static.init_app(app)
     errors.init_app(app)
     i18n.init_app(app)

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from livesale import metrics
 from livesale.core import compare as compare_service
 from livesale.core import orders as order_service
 from livesale.core import sessions as session_service
@@ -188,10 +189,12 @@ def record_orders(session_id: int) -> Response:
     """Record one order or a batch ``{"orders": [...]}``; 201 if new, 200 for a repeat."""
     key = validation.idempotency_key(request.headers.get("Idempotency-Key"))
     orders, is_batch = validation.parse_order_request(json_body(), max_batch=current_app.config["MAX_BATCH"])
+    g.order_kind = "batch" if is_batch else "single"
     recorded = order_service.record_orders(
         backend.store, actor=g.actor, session_id=session_id, orders=orders,
         idempotency_key=key, is_batch=is_batch,
     )
+    metrics.ORDERS_RECORDED.inc(recorded.new)
     if is_batch:
         return _created({"orders": recorded.orders, "totals": recorded.totals}, recorded.created)
     return _created({"order": recorded.orders[0], "totals": recorded.totals}, recorded.created)

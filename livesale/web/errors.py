@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from livesale.core import errors as core_errors
@@ -70,6 +70,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         log.exception("unhandled error on %s %s", request.method, request.path)
+        rid = g.get("request_id", "")
         if wants_json():
-            return error_response(500, "internal error; the request was not completed")
+            return error_response(500, f"internal error; the request was not completed (request id {rid})")
         return "Internal Server Error", 500

@@ -1,0 +1,91 @@
+"""Operations: a request id on every request and log line, an access log, ``/metrics``.
+
+The request id comes from the proxy (nginx's ``$request_id`` in
+``X-Request-ID``) when it is a plausible id, otherwise it is made here; it
+is sent back in ``X-Request-ID`` and in the body of 5xx errors, so a user's
+report can be matched with the log lines of that request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import re
+import time
+
+from flask import Flask, Response, current_app, g, request
+
+from livesale import logs, metrics
+from livesale.web.errors import error_response
+
+access_log = logging.getLogger("livesale.access")
+
+_VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+#: Polled by load balancers and Prometheus: logged at DEBUG only.
+_QUIET = {"/healthz", "/livez", "/metrics"}
+INGEST_ENDPOINT = "api.record_orders"
+
+
+def _status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+def init_app(app: Flask) -> None:
+    logs.configure(level=app.config["LOG_LEVEL"], fmt=app.config["LOG_FORMAT"])
+
+    @app.before_request
+    def _start() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        rid = given if _VALID_ID.fullmatch(given) else os.urandom(8).hex()
+        g.request_id = rid
+        g.started = time.perf_counter()
+        g.token = logs.request_id.set(rid)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        rid = g.get("request_id")
+        if rid is None:  # a request that failed before _start (nothing to add)
+            return response
+        response.headers["X-Request-ID"] = rid
+        elapsed = time.perf_counter() - g.started
+        endpoint = request.endpoint or "unmatched"
+        metrics.HTTP_REQUESTS.labels(endpoint=endpoint, status=_status_class(response.status_code)).inc()
+        if endpoint == INGEST_ENDPOINT:
+            kind = g.get("order_kind", "single")
+            metrics.INGEST_SECONDS.labels(kind=kind).observe(elapsed)
+            outcome = {201: "new", 200: "repeat"}.get(response.status_code, "refused")
+            metrics.ORDER_REQUESTS.labels(kind=kind, outcome=outcome).inc()
+        if response.status_code == 503:
+            metrics.REDIS_UNAVAILABLE.inc()
+        if current_app.config["ACCESS_LOG"]:
+            actor = g.get("actor")
+            access_log.log(
+                logging.DEBUG if request.path in _QUIET else logging.INFO,
+                "%s %s %s", request.method, request.path, response.status_code,
+                extra={
+                    "method": request.method, "path": request.path, "status": response.status_code,
+                    "ms": round(elapsed * 1000, 2), "remote": request.remote_addr,
+                    "forwarded_for": request.headers.get("X-Forwarded-For"),
+                    "user": getattr(actor, "name", None),
+                },
+            )
+        return response
+
+    @app.teardown_request
+    def _forget(_exc: BaseException | None) -> None:
+        token = g.pop("token", None)
+        if token is not None:
+            logs.request_id.reset(token)
+
+    @app.get("/metrics")
+    def metrics_view() -> Response:
+        """Prometheus metrics of this process (all its workers). Keep it off the public
+        address (nginx denies it); ``LIVESALE_METRICS_TOKEN`` also requires a bearer token."""
+        expected = current_app.config["METRICS_TOKEN"]
+        if expected:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                return error_response(401, "a metrics token is required")
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})
