@@ -30,9 +30,15 @@ def test_the_topology() -> None:
         assert SERVICES[app]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert env["LIVESALE_SOCKETIO_MESSAGE_QUEUE"].startswith("redis://"), "cross-process push via Redis"
         assert env["LIVESALE_DATABASE_URL"].startswith("postgresql")
-    # The app image runs one gevent worker per process.
+    # The app image runs `livesale serve` (gunicorn, gevent) with one worker per process.
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
-    assert '"--worker-class", "gevent"' in dockerfile and '"--workers", "1"' in dockerfile
+    assert 'CMD ["livesale", "serve"' in dockerfile and '"--workers", "1"' in dockerfile
+
+
+def test_nginx_passes_the_request_id_and_keeps_metrics_internal() -> None:
+    conf = (ROOT / "docker" / "nginx.conf").read_text()
+    assert conf.count("proxy_set_header X-Request-ID $request_id;") == 2  # pages/API and Socket.IO
+    assert "location = /metrics { deny all; }" in conf
 
 
 def test_every_long_running_service_has_a_health_check() -> None:
