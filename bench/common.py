@@ -78,6 +78,17 @@ def seed_orders(
     engine.dispose()
 
 
+def server_env(**extra: str) -> dict[str, str]:
+    """The environment of a server under test (a testing secret, quiet logs)."""
+    return {
+        **os.environ,
+        "LIVESALE_ENV": "testing",
+        "LIVESALE_SECRET_KEY": "bench-only",
+        "LIVESALE_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
 def start_server(
     db_url: str, redis_url: str, instance: Path, port: int, *, workers: int = 1, connections: int = 1000
 ) -> subprocess.Popen[bytes]:
@@ -86,14 +97,9 @@ def start_server(
 
     from livesale.server import gunicorn_command, worker_env
 
-    env = {
-        **os.environ,
-        "LIVESALE_ENV": "testing",
-        "LIVESALE_SECRET_KEY": "bench-only",
-        "LIVESALE_LOG_LEVEL": "WARNING",
-        # The same environment ``livesale serve`` gives its workers.
-        **worker_env(instance_path=str(instance), database_url=db_url, redis_url=redis_url, workers=workers),
-    }
+    # The same environment ``livesale serve`` gives its workers.
+    env = server_env(**worker_env(instance_path=str(instance), database_url=db_url, redis_url=redis_url,
+                                  workers=workers))
     command = gunicorn_command(host="127.0.0.1", port=port, workers=workers, worker_connections=connections)
     with (instance / "server.log").open("ab") as log:
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -108,6 +114,21 @@ def start_server(
     proc.kill()
     proc.wait()
     raise RuntimeError((instance / "server.log").read_text()[-3000:])
+
+
+def start_cluster(
+    db_url: str, redis_url: str, instance: Path, *, base_port: int, nginx_port: int | None, processes: int = 2,
+    connections: int = 1000,
+) -> Any:
+    """``livesale cluster``'s processes (and nginx) through the same code as the command
+    (``livesale.cluster.start``); returns the started ``Cluster``. Output goes to ``instance/cluster.log``."""
+    from livesale import cluster
+
+    return cluster.start(
+        processes=processes, base_port=base_port, host="127.0.0.1", database_url=db_url, redis_url=redis_url,
+        instance_path=str(instance), nginx_port=nginx_port, worker_connections=connections, env=server_env(),
+        output=instance / "cluster.log", echo=lambda line: None,
+    )
 
 
 def pct(values: list[float], q: float) -> float:

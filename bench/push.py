@@ -25,6 +25,16 @@ orders whose POST had been *sent* when this one was acknowledged. Any such event
 counts this order (it cannot have been computed without it), so the figure is
 an upper bound; it errs by at most the requests in flight (~1 at 200/s).
 
+``--compare-nginx`` measures the same load twice in one run: (a) one process
+(one gevent worker), clients connected directly, and (b) two processes (one
+worker each, ``--compare-processes``) behind nginx, started by
+``livesale.cluster`` as ``livesale cluster --nginx`` starts them (Debian's
+nginx, the generated config), posters and viewers going through nginx. nginx's
+``ip_hash`` would put every bench client (all on 127.0.0.1) on one process, so
+the viewers connect from loopback addresses (127.0.X.1) that it spreads evenly;
+the connections each process holds are printed. It prints both rows and the
+ratio (b) / (a) of each figure; (b)'s CPU and RSS include nginx's workers.
+
 ``--max-viewers`` adds viewers in steps (``--steps 1000,2000,4000``) to the same
 server and, at each step, posts ``--step-rate`` orders/s for ``--step-seconds``
 and reports whether the step held: every viewer joined and every viewer got the
@@ -35,6 +45,7 @@ Usage::
     .venv/bin/python bench/push.py --viewers 1000 --rate 200 --seconds 20
     .venv/bin/python bench/push.py --viewers 1000 --workers 1        # one process
     .venv/bin/python bench/push.py --max-viewers --steps 1000,2000,4000 --workers 1
+    .venv/bin/python bench/push.py --compare-nginx --viewers 1000 --rate 200 --seconds 15
 
 Needs the test and bench extras (python-socketio[client], aiohttp) and Redis
 (``--redis``, default the scratch database 7 on 127.0.0.1:6379, flushed).
@@ -51,11 +62,13 @@ import resource
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from common import make_token, pct, start_server  # noqa: E402  (bench/ is on sys.path as the script's folder)
+from common import make_token, pct, start_cluster, start_server  # noqa: E402  (bench/ is on sys.path)
 
 from livesale.server import default_workers  # noqa: E402
 
@@ -88,17 +101,20 @@ class Viewers:
         self.reasons: dict[str, int] = {}
 
     async def add(
-        self, n: int, url: str, token: str, session_id: int, light: bool = False, concurrency: int = 50
+        self, n: int, url: str, token: str, session_id: int, light: bool = False, concurrency: int = 50,
+        sources: list[str] | None = None,
     ) -> dict[str, Any]:
+        """``sources``: local addresses the light viewers connect from, in turn (viewers from
+        many addresses, as nginx's ``ip_hash`` sees real ones)."""
         import socketio
 
         gate = asyncio.Semaphore(concurrency)
         started = time.monotonic()
         before, failed_before = len(self.clients), self.failed
 
-        async def one() -> None:
+        async def one(k: int) -> None:
             if light:
-                return await one_light()
+                return await one_light(sources[k % len(sources)] if sources else None)
             got: list[tuple[float, int]] = []
             first = asyncio.get_running_loop().create_future()
             client = socketio.AsyncClient(reconnection=False)
@@ -129,11 +145,11 @@ class Viewers:
             self.clients.append(client)
             self.received.append(got)
 
-        async def one_light() -> None:
+        async def one_light(source: str | None) -> None:
             viewer = LightViewer()
             async with gate:
                 try:
-                    await viewer.connect(url, token, session_id)
+                    await viewer.connect(url, token, session_id, source=source)
                 except Exception as exc:  # noqa: BLE001 - counted, not fatal: the step did not hold
                     self.failed += 1
                     reason = f"{type(exc).__name__}: {exc}"[:200]
@@ -143,7 +159,7 @@ class Viewers:
             self.clients.append(viewer)
             self.received.append(viewer.got)
 
-        await asyncio.gather(*(one() for _ in range(n)))
+        await asyncio.gather(*(one(k) for k in range(n)))
         return {"joined": len(self.clients) - before, "failed": self.failed - failed_before, "reasons": self.reasons,
                 "seconds": time.monotonic() - started}
 
@@ -201,11 +217,11 @@ class LightViewer:
     def connected(self) -> bool:
         return self.ws is not None and not self.ws.closed
 
-    async def connect(self, url: str, token: str, session_id: int) -> None:
+    async def connect(self, url: str, token: str, session_id: int, source: str | None = None) -> None:
         import aiohttp
         import orjson
 
-        self.http = aiohttp.ClientSession()
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0)) if source else None)
         ws_url = url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
         self.ws = await self.http.ws_connect(ws_url, timeout=aiohttp.ClientWSTimeout(ws_close=5), autoping=True,
                                              max_msg_size=0)
@@ -319,11 +335,13 @@ async def post_orders(url: str, token: str, rate: float, seconds: float, seed: i
     sent = 0
     acked: list[tuple[float, int]] = []
     errors = 0
+    kinds: dict[str, int] = {}  # what the errors were: a status, or the exception
     http_latency: list[float] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
 
         async def one(i: int) -> None:
             nonlocal sent, errors
+            kind = ""
             body = f'{{"sku":"APRICOT-5KG","quantity":1,"buyer_region":"{REGIONS[i % 6]}"}}'
             sent += 1
             t0 = time.monotonic()
@@ -332,14 +350,17 @@ async def post_orders(url: str, token: str, rate: float, seconds: float, seed: i
                                      headers={**headers, "Idempotency-Key": f"p{seed}-{i}"}) as r:
                     await r.read()
                     ok = r.status == 201
-            except aiohttp.ClientError:
+                    kind = str(r.status)
+            except aiohttp.ClientError as exc:
                 ok = False
+                kind = type(exc).__name__
             now = time.monotonic()
             if ok:
                 acked.append((now, sent))
                 http_latency.append(now - t0)
             else:
                 errors += 1
+                kinds[kind] = kinds.get(kind, 0) + 1
 
         tasks = []
         start = time.monotonic()
@@ -349,7 +370,7 @@ async def post_orders(url: str, token: str, rate: float, seconds: float, seed: i
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(i)))
         await asyncio.gather(*tasks)
-    return {"acked": acked, "errors": errors, "sent": sent, "http": sorted(http_latency)}
+    return {"acked": acked, "errors": errors, "kinds": kinds, "sent": sent, "http": sorted(http_latency)}
 
 
 # --- the server under test ----------------------------------------------------------
@@ -401,19 +422,109 @@ def split(n: int, parts: int) -> list[int]:
     return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
 
 
+def children_of(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def established(port: int) -> int:
+    """Established TCP connections to local ``port``: what one app process holds."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def ip_hash_peer(address: str, peers: int) -> int:
+    """The upstream nginx's ``ip_hash`` picks for an IPv4 client (equal weights, every peer up):
+    a hash of the address's first three octets (ngx_http_upstream_ip_hash_module.c)."""
+    h = 89
+    for octet in address.split(".")[:3]:
+        h = (h * 113 + int(octet)) % 6271
+    return h % peers
+
+
+def balanced_sources(peers: int, per_peer: int = 4) -> list[str]:
+    """Loopback addresses (127.0.X.1) that ``ip_hash`` spreads evenly over ``peers``, in turn.
+
+    Every bench client is on 127.0.0.1, which ``ip_hash`` would send to one
+    process; real viewers come from many networks. Linux answers on all of
+    127.0.0.0/8, so the viewers connect from these instead."""
+    by_peer: list[list[str]] = [[] for _ in range(peers)]
+    for x in range(1, 256):
+        address = f"127.0.{x}.1"
+        by_peer[ip_hash_peer(address, peers)].append(address)
+        if min(len(b) for b in by_peer) >= per_peer:
+            break
+    return [by_peer[k % peers][k // peers] for k in range(peers * per_peer)]
+
+
+# --- the setups under test ------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """A started setup: where clients go, and the processes whose CPU and memory count."""
+
+    label: str
+    url: str
+    app_ports: list[int]
+    workers: list[int]  # gunicorn workers (the app)
+    proxy: list[int]  # nginx workers
+    sources: list[str] | None
+    close: Callable[[], object]
+
+
+def direct_target(opts: argparse.Namespace, tmp: Path, *, workers: int, connections: int) -> tuple[Target, str]:
+    """``livesale serve``'s gunicorn on ``--port``: ``workers`` gevent workers, clients connect directly."""
+    db_url = f"sqlite:///{tmp}/bench.sqlite"
+    token = prepare(db_url, opts.redis)
+    proc = start_server(db_url, opts.redis, tmp, opts.port, workers=workers, connections=connections)
+
+    def close() -> None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    label = "one process" if workers == 1 else f"one process, {workers} workers"
+    return Target(label=label, url=f"http://127.0.0.1:{opts.port}", app_ports=[opts.port],
+                  workers=worker_pids(proc.pid, workers), proxy=[], sources=None, close=close), token
+
+
+def nginx_target(opts: argparse.Namespace, tmp: Path, *, processes: int, connections: int) -> tuple[Target, str]:
+    """``livesale cluster --processes N --nginx``: N processes (one worker each) on ``--port``+1…,
+    nginx on ``--port``+N+1; viewers connect through nginx from addresses ``ip_hash`` spreads evenly."""
+    db_url = f"sqlite:///{tmp}/bench.sqlite"
+    token = prepare(db_url, opts.redis)
+    cluster = start_cluster(db_url, opts.redis, tmp, base_port=opts.port + 1, nginx_port=opts.port + processes + 1,
+                            processes=processes, connections=connections)
+    workers = [w for app in cluster.apps for w in worker_pids(app.pid, 1)]
+    return Target(label=f"{processes} processes + nginx", url=cluster.url, app_ports=[a.port for a in cluster.apps],
+                  workers=workers, proxy=children_of(cluster.nginx.pid), sources=balanced_sources(processes),
+                  close=cluster.stop), token
+
+
 # --- runs -----------------------------------------------------------------------------
 
 
 class Bench:
-    def __init__(self, opts: argparse.Namespace, connections: int, tmp: Path):
+    def __init__(self, opts: argparse.Namespace, target: Target, token: str):
         import requests
 
         self.opts = opts
-        db_url = f"sqlite:///{tmp}/bench.sqlite"
-        self.token = prepare(db_url, opts.redis)
-        self.proc = start_server(db_url, opts.redis, tmp, opts.port, workers=opts.workers, connections=connections)
-        self.workers = worker_pids(self.proc.pid, opts.workers)
-        self.base = f"http://127.0.0.1:{opts.port}"
+        self.target = target
+        self.token = token
+        self.workers = target.workers
+        self.base = target.url
         auth_h = {"Authorization": f"Bearer {self.token}"}
         self.sid = requests.post(f"{self.base}/api/v1/sessions", json=SESSION, headers=auth_h).json()["id"]
         requests.post(f"{self.base}/api/v1/sessions/{self.sid}/start", headers=auth_h).raise_for_status()
@@ -424,7 +535,8 @@ class Bench:
 
     def add_viewers(self, n: int) -> dict[str, Any]:
         parts = self.pool.call(
-            [("add", k, self.base, self.token, self.sid, self.opts.light) for k in split(n, self.opts.procs)]
+            [("add", k, self.base, self.token, self.sid, self.opts.light, 50, self.target.sources)
+             for k in split(n, self.opts.procs)]
         )
         joined = sum(p["joined"] for p in parts)
         self.viewers += joined
@@ -435,15 +547,23 @@ class Bench:
         return {"joined": joined, "failed": sum(p["failed"] for p in parts), "reasons": reasons,
                 "seconds": max(p["seconds"] for p in parts)}
 
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds of the app's workers and of nginx's."""
+        return cpu_seconds(self.workers), cpu_seconds(self.target.proxy)
+
+    def rss(self) -> tuple[int, int]:
+        return rss_kb(self.workers), rss_kb(self.target.proxy)
+
     def orders(self, rate: float, seconds: float, *, latency: bool) -> dict[str, Any]:
         self.pool.all("mark")
-        cpu0, t0 = cpu_seconds(self.workers), time.monotonic()
+        (cpu0, proxy0), t0 = self.cpu(), time.monotonic()
         posted = asyncio.run(post_orders(self.orders_url, self.token, rate, seconds, seed=self.posted))
         self.posted += len(posted["acked"])
         final = self.pool.all("wait_final", self.posted, 10.0, timeout=60)
-        cpu = (cpu_seconds(self.workers) - cpu0) / (time.monotonic() - t0)
+        (cpu1, proxy1), elapsed = self.cpu(), time.monotonic() - t0
         out = {
-            "acked": len(posted["acked"]), "errors": posted["errors"], "cpu": cpu,
+            "acked": len(posted["acked"]), "errors": posted["errors"], "error_kinds": posted["kinds"],
+            "cpu": (cpu1 - cpu0) / elapsed, "proxy_cpu": (proxy1 - proxy0) / elapsed,
             "got_final": sum(f["got_final"] for f in final), "connected": sum(f["connected"] for f in final),
             "http_p50": pct(posted["http"], 0.5), "http_p99": pct(posted["http"], 0.99),
         }
@@ -460,51 +580,118 @@ class Bench:
 
     def close(self) -> None:
         self.pool.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.target.close()
 
 
-def run_latency(opts: argparse.Namespace, tmp: Path) -> list[tuple[str, str]]:
-    bench = Bench(opts, opts.viewers + 200, tmp)
+def measure(opts: argparse.Namespace, target: Target, token: str) -> tuple[list[tuple[str, str]], dict[str, float]]:
+    """Join ``--viewers``, then post at ``--rate`` for ``--seconds``: the rows to print and the figures."""
+    bench = Bench(opts, target, token)
     rows: list[tuple[str, str]] = []
     try:
         bench.orders(20, 1.0, latency=False)  # warm up pools and the ticker
         time.sleep(1)
-        rss0 = rss_kb(bench.workers)
+        (rss0, proxy_rss0) = bench.rss()
         j = bench.add_viewers(opts.viewers)
         time.sleep(2)
-        rss1 = rss_kb(bench.workers)
+        (rss1, proxy_rss1) = bench.rss()
+        per_process = [established(port) for port in target.app_ports]
         rows.append(("viewers joined", f"{j['joined']:,} of {opts.viewers:,} in {j['seconds']:.1f} s, failed {j['failed']} {j['reasons'] or ''}"))
-        per = (rss1 - rss0) / max(1, j["joined"])
+        joined = max(1, j["joined"])
+        per = (rss1 - rss0) / joined
+        proxy_per = (proxy_rss1 - proxy_rss0) / joined
         rows.append(("server RSS", f"{rss0 / 1024:.0f} MB before joins, {rss1 / 1024:.0f} MB after: "
-                                   f"{per:.0f} KB per viewer"))
-        cpu_idle0, t0 = cpu_seconds(bench.workers), time.monotonic()
+                                   f"{per:.0f} KB per viewer"
+                     + (f"; nginx {proxy_rss1 / 1024:.0f} MB, {proxy_per:.0f} KB per viewer" if target.proxy else "")))
+        if len(per_process) > 1:
+            rows.append(("connections per process", " / ".join(f"{n:,}" for n in per_process)))
+        (cpu0, proxy0), t0 = bench.cpu(), time.monotonic()
         time.sleep(3)
-        idle = (cpu_seconds(bench.workers) - cpu_idle0) / (time.monotonic() - t0)
-        rows.append(("server CPU, viewers idle", f"{idle * 100:.0f} % of a core"))
+        (cpu1, proxy1), elapsed = bench.cpu(), time.monotonic() - t0
+        idle, proxy_idle = (cpu1 - cpu0) / elapsed, (proxy1 - proxy0) / elapsed
+        rows.append(("server CPU, viewers idle", f"{idle * 100:.0f} % of a core"
+                     + (f" (+ nginx {proxy_idle * 100:.0f} %)" if target.proxy else "")))
         r = bench.orders(opts.rate, opts.seconds, latency=True)
         rows += [
             (f"orders posted at {opts.rate:.0f}/s for {opts.seconds:.0f} s",
-             f"{r['acked']:,} acknowledged, errors {r['errors']}; POST p50 {r['http_p50']:.1f} ms "
+             f"{r['acked']:,} acknowledged, errors {r['errors']} {r['error_kinds'] or ''}; POST p50 {r['http_p50']:.1f} ms "
              f"p99 {r['http_p99']:.1f} ms"),
             ("ack -> viewer got totals including it",
              f"p50 {r['p50']:.0f} ms  p90 {r['p90']:.0f} ms  p99 {r['p99']:.0f} ms  max {r['max']:.0f} ms  "
              f"({r['pairs']:,} viewer x order pairs, never arrived {r['missing']})"),
             ("viewers with the exact final totals", f"{r['got_final']:,} of {bench.viewers:,} (connected {r['connected']:,})"),
-            ("server CPU while posting", f"{r['cpu'] * 100:.0f} % of a core (workers {bench.workers})"),
+            ("server CPU while posting", f"{r['cpu'] * 100:.0f} % of a core (workers {bench.workers})"
+             + (f" + nginx {r['proxy_cpu'] * 100:.0f} % (workers {target.proxy})" if target.proxy else "")),
         ]
+        figures = {
+            "joined": j["joined"], "held": r["got_final"], "missing": r["missing"], "errors": r["errors"],
+            "p50": r["p50"], "p90": r["p90"], "p99": r["p99"], "http_p99": r["http_p99"],
+            "cpu": r["cpu"] + r["proxy_cpu"], "app_cpu": r["cpu"], "proxy_cpu": r["proxy_cpu"],
+            "idle_cpu": idle + proxy_idle, "rss_per_viewer": per + proxy_per, "app_rss_per_viewer": per,
+            "proxy_rss_per_viewer": proxy_per,
+        }
     finally:
         bench.close()
-    return rows
+    return rows, figures
+
+
+def run_latency(opts: argparse.Namespace, tmp: Path) -> list[tuple[str, str]]:
+    target, token = direct_target(opts, tmp, workers=opts.workers, connections=opts.viewers + 200)
+    return measure(opts, target, token)[0]
+
+
+COMPARED = [
+    # (label, key, unit, decimals)
+    ("viewers held (joined, got the exact final totals)", "held", "", 0),
+    ("ack -> viewer p50", "p50", " ms", 0),
+    ("ack -> viewer p90", "p90", " ms", 0),
+    ("ack -> viewer p99", "p99", " ms", 0),
+    ("POST p99 (the poster's own latency)", "http_p99", " ms", 1),
+    ("server CPU while posting, % of a core", "cpu", " %", 0),
+    ("  of which the app processes", "app_cpu", " %", 0),
+    ("  of which nginx", "proxy_cpu", " %", 0),
+    ("server CPU, viewers idle", "idle_cpu", " %", 0),
+    ("server RSS per viewer", "rss_per_viewer", " KB", 0),
+    ("  of which the app processes", "app_rss_per_viewer", " KB", 0),
+    ("  of which nginx", "proxy_rss_per_viewer", " KB", 0),
+]
+PERCENT = {"cpu", "app_cpu", "proxy_cpu", "idle_cpu"}
+
+
+def run_compare(opts: argparse.Namespace, tmp: Path) -> list[tuple[str, str]]:
+    """(a) one process, clients direct; (b) ``--compare-processes`` processes (one worker each) behind
+    nginx, started by ``livesale.cluster``; the same viewers and rate; both rows and the ratio b / a."""
+    results: list[tuple[Target, list[tuple[str, str]], dict[str, float]]] = []
+    for name, make in (
+        ("one", lambda d: direct_target(opts, d, workers=1, connections=opts.viewers + 200)),
+        ("two", lambda d: nginx_target(opts, d, processes=opts.compare_processes, connections=opts.viewers + 200)),
+    ):
+        folder = tmp / name
+        folder.mkdir()
+        target, token = make(folder)
+        print(f"measuring {target.label} at {target.url} …", flush=True)
+        rows, figures = measure(opts, target, token)
+        results.append((target, rows, figures))
+        time.sleep(2)  # let the machine settle between the two
+
+    out: list[tuple[str, str]] = []
+    for target, rows, _ in results:
+        out.append((f"[{target.label}]", ""))
+        out += [(f"  {label}", value) for label, value in rows]
+    (one, _, a), (two, _, b) = results
+    out.append(("", ""))
+    out.append(("figure", f"{one.label:>14}  {two.label:>20}  {'ratio':>6}"))
+    for label, key, unit, decimals in COMPARED:
+        scale = 100 if key in PERCENT else 1
+        va, vb = a[key] * scale, b[key] * scale
+        ratio = f"{vb / va:.2f}" if va else "—"
+        out.append((label, f"{va:>12.{decimals}f}{unit:<3} {vb:>18.{decimals}f}{unit:<3} {ratio:>7}"))
+    return out
 
 
 def run_max(opts: argparse.Namespace, tmp: Path) -> list[tuple[str, str]]:
     steps = [int(s) for s in opts.steps.split(",")]
-    bench = Bench(opts, steps[-1] + 200, tmp)
+    setup, token = direct_target(opts, tmp, workers=opts.workers, connections=steps[-1] + 200)
+    bench = Bench(opts, setup, token)
     rows: list[tuple[str, str]] = []
     try:
         bench.orders(20, 1.0, latency=False)
@@ -541,22 +728,39 @@ def main() -> None:
     parser.add_argument("--steps", default="1000,2000,4000")
     parser.add_argument("--step-rate", type=float, default=50.0)
     parser.add_argument("--step-seconds", type=float, default=5.0)
+    parser.add_argument("--compare-nginx", action="store_true",
+                        help="measure one process (clients direct), then --compare-processes processes behind "
+                             "nginx (livesale cluster), and print the ratio")
+    parser.add_argument("--compare-processes", type=int, default=2)
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="gunicorn workers (default: livesale serve's, one per core)")
     parser.add_argument("--light", action=argparse.BooleanOptionalAction, default=True,
                         help="viewers speak the protocol over aiohttp (default) or are python-socketio clients")
-    parser.add_argument("--port", type=int, default=5620)
+    parser.add_argument("--port", type=int, default=5620,
+                        help="the server's port (--compare-nginx: also the next ones, for the processes and nginx)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/7")
     opts = parser.parse_args()
+    if opts.compare_nginx and not opts.light:
+        parser.error("--compare-nginx needs the light viewers (they connect from several addresses for ip_hash)")
     limit = raise_nofile()
 
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run_max(opts, Path(tmp)) if opts.max_viewers else run_latency(opts, Path(tmp))
+        if opts.compare_nginx:
+            rows = run_compare(opts, Path(tmp))
+        elif opts.max_viewers:
+            rows = run_max(opts, Path(tmp))
+        else:
+            rows = run_latency(opts, Path(tmp))
     load = os.getloadavg()
     kind = "aiohttp protocol" if opts.light else "python-socketio"
-    print(f"\nlivesale push benchmark — {os.cpu_count()} cores, {opts.workers} gevent worker(s), "
+    workers = (f"one process vs {opts.compare_processes} processes (one gevent worker each) behind nginx"
+               if opts.compare_nginx else f"{opts.workers} gevent worker(s)")
+    print(f"\nlivesale push benchmark — {os.cpu_count()} cores, {workers}, "
           f"{opts.procs} client processes of {kind} viewers, "
           f"nofile {limit}, load {load[0]:.1f}")
+    if opts.compare_nginx and (os.cpu_count() or 1) <= opts.compare_processes:
+        print(f"  note: {os.cpu_count()} cores: the {opts.compare_processes} app processes, nginx and the load "
+              "generator (viewers, poster) share them, so the second process adds no core of its own here")
     width = max(len(r[0]) for r in rows)
     for label, value in rows:
         print(f"  {label.ljust(width)}  {value}")

@@ -213,6 +213,53 @@ def serve(host: str, port: int, workers: int | None, worker_connections: int) ->
         raise SystemExit(code)
 
 
+@main.command()
+@click.option("--processes", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="App processes (gunicorn, one gevent worker each).")
+@click.option("--base-port", type=click.IntRange(1, 65535), default=8001, show_default=True,
+              help="Process i (from 0) listens on BASE_PORT + i.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Where the processes (and nginx) listen.")
+@click.option("--nginx", "nginx_port", type=click.IntRange(1, 65535), default=None,
+              help="Also run nginx in front, listening on this port (config under INSTANCE/nginx/).")
+@click.option("--nginx-host", default=None, help="Where nginx listens (default: --host).")
+@click.option("--nginx-binary", default=None,
+              help="The nginx executable (default: nginx on the PATH, else /usr/sbin/nginx).")
+@click.option("--worker-connections", default=2000, show_default=True, type=int,
+              help="Concurrent sockets per process (viewers and API calls together).")
+@with_appcontext
+def cluster(processes: int, base_port: int, host: str, nginx_port: int | None, nginx_host: str | None,
+            nginx_binary: str | None, worker_connections: int) -> None:
+    """Run N app processes on N ports against the shared database and Redis, optionally behind nginx.
+
+    The production topology without Docker (docs/deploy.md). Migrates once
+    before any process starts; starts the embedded Redis once if no
+    LIVESALE_REDIS_URL is set (the processes share it). Ctrl-C or SIGTERM
+    stops everything; if one process dies, the rest are stopped (exit 1).
+    """
+    from . import cluster as topology
+
+    if (nginx_binary or nginx_host) and nginx_port is None:
+        raise click.UsageError("--nginx-binary and --nginx-host need --nginx PORT")
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        # Fail before starting anything (the embedded Redis included).
+        topology.check_options(processes=processes, base_port=base_port, nginx_port=nginx_port)
+        if nginx_port is not None:
+            topology.find_nginx(nginx_binary)
+        with _redis_ready(app):
+            code = topology.run(
+                processes=processes, base_port=base_port, host=host, database_url=app.config["DATABASE_URL"],
+                redis_url=app.config["REDIS_URL"], instance_path=app.instance_path,
+                message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"], nginx_port=nginx_port, nginx_host=nginx_host,
+                nginx_binary=nginx_binary, worker_connections=worker_connections,
+                echo=lambda line: click.echo(line, err=True),
+            )
+    except topology.ClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if code:
+        raise SystemExit(code)
+
+
 # --- demo ---------------------------------------------------------------------
 
 DEMO_SESSION: dict[str, Any] = {

@@ -9,7 +9,9 @@ livesale only after gevent has patched (nothing is imported in the master).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -60,12 +62,22 @@ def gunicorn_command(*, host: str, port: int, workers: int = 1, worker_connectio
     ]
 
 
+def raise_nofile() -> None:
+    """Viewers are sockets: let the children (who inherit it) open as many files as allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(soft, 65536) if hard == resource.RLIM_INFINITY else hard
+    if want > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
 def run_gunicorn(command: list[str], env: Mapping[str, str]) -> int:
     """Run gunicorn until it exits; returns its exit code.
 
     SIGINT and SIGTERM are passed on as SIGTERM, gunicorn's graceful
     shutdown: in-flight requests finish before the workers exit.
     """
+    raise_nofile()
     child = subprocess.Popen(command, env={**os.environ, **env})
 
     def forward(signum: int, _frame: object) -> None:

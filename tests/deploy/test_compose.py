@@ -39,6 +39,9 @@ def test_nginx_passes_the_request_id_and_keeps_metrics_internal() -> None:
     conf = (ROOT / "docker" / "nginx.conf").read_text()
     assert conf.count("proxy_set_header X-Request-ID $request_id;") == 2  # pages/API and Socket.IO
     assert "location = /metrics { deny all; }" in conf
+    # $host drops the published port (8000:80): Socket.IO's same-origin check would refuse every browser.
+    assert "proxy_set_header Host $host;" not in conf and conf.count("proxy_set_header Host $http_host;") == 2
+    assert "keepalive_timeout 1s;" in conf
 
 
 def test_every_long_running_service_has_a_health_check() -> None:
