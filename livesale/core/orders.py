@@ -9,13 +9,14 @@ totals are rebuilt from SQL (see ``core.totals``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import operator
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -157,7 +158,8 @@ def record_orders(
     request = _OrderRequest(actor=actor, orders=orders, idempotency_key=idempotency_key, is_batch=is_batch)
 
     def commit(group: Sequence[_OrderRequest]) -> list[Recorded | DomainError]:
-        return _commit_group(store, session_id, group)
+        with _unknown_outcome_rebuilds(store, session_id):
+            return _commit_group(store, session_id, group)
 
     if is_batch:
         outcome: object = commit([request])[0]
@@ -167,6 +169,20 @@ def record_orders(
         raise outcome
     assert isinstance(outcome, Recorded)
     return outcome
+
+
+@contextlib.contextmanager
+def _unknown_outcome_rebuilds(store: Store, session_id: int) -> Iterator[None]:
+    """A write that fails other than by a domain error may have committed all the same (the
+    connection died during COMMIT): then SQL holds rows whose change never reached Redis, and
+    the retry finds them stored and moves nothing. The totals are rebuilt from SQL instead."""
+    try:
+        yield
+    except DomainError:
+        raise
+    except Exception:
+        store.totals.invalidate(session_id=session_id)
+        raise
 
 
 def _rows_for(
@@ -260,7 +276,9 @@ def _commit_group(store: Store, session_id: int, group: Sequence[_OrderRequest])
         for index, request_rows in rows_of.items() if existing else ():
             for r in request_rows:
                 if r["id"] in existing and existing[r["id"]]["payload_hash"] != r["payload_hash"]:
-                    which = "external_id" if r["external_id"] is not None else "Idempotency-Key"
+                    # Name what collided: the external id if the stored order has it, else the key.
+                    same_external = r["external_id"] is not None and existing[r["id"]]["external_id"] == r["external_id"]
+                    which = "external_id" if same_external else "Idempotency-Key"
                     field = _field(r["_order"], "external_id") if which == "external_id" else which
                     conflict = Conflict(
                         f"this {which} was already used for a different order", field=field,
@@ -369,9 +387,9 @@ def _totals_after(store: Store, info: SessionInfo, txid: int, rows: list[dict[st
     request: if Redis cannot be reached, the totals are summed from SQL
     (exact, only slower) and Redis is repaired on a later call.
     """
-    if not rows:
-        return session_totals(store, info=info)
     try:
+        if not rows:  # a repeat: nothing moves, and Redis being down must not fail it either
+            return session_totals(store, info=info)
         feed = [
             FeedEntry(sku=r["sku"], quantity=r["quantity"], region=r["buyer_region"],
                       at_ms=int(r["created_at"].timestamp() * 1000))
@@ -390,8 +408,10 @@ def _totals_after(store: Store, info: SessionInfo, txid: int, rows: list[dict[st
                 return session_totals(store, info=current)
             live = live_totals(store, session_id=info.id)
     except Unavailable:
+        # Versioned as of before the read: a change the read misses is newer, and so is its Redis version.
+        version = time.time_ns() // 1000
         _snapshot, figures = load_live_figures(store.db, session_id=info.id)
-        return totals_view(info, figures, version=time.time_ns() // 1000, updated_at=iso_ms(int(time.time() * 1000)))
+        return totals_view(info, figures, version=version, updated_at=iso_ms(version // 1000))
     return totals_view(info, live.figures, version=live.version, updated_at=iso_ms(live.updated_at_ms))
 
 
@@ -401,6 +421,11 @@ def _field(order: OrderInput, name: str) -> str:
 
 def refund_order(store: Store, *, actor: Actor, session_id: int, order_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Refund an order: it leaves every total and keeps its row. Refunding twice changes nothing."""
+    with _unknown_outcome_rebuilds(store, session_id):
+        return _refund_order(store, actor=actor, session_id=session_id, order_id=order_id)
+
+
+def _refund_order(store: Store, *, actor: Actor, session_id: int, order_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     require_writer(actor)
     try:
         oid = uuid.UUID(order_id)

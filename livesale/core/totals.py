@@ -259,6 +259,9 @@ class TotalsEngine:
         self._verified: set[int] = set()
         #: Failed script calls so far; a rebuild verifies only if none happened during it.
         self._failures = 0
+        #: Sessions whose change may or may not have reached Redis (a failed script call):
+        #: their figures are withdrawn for every process as soon as Redis answers again.
+        self._suspect: set[int] = set()
         #: Called after each rebuild that wrote figures (the metrics count them).
         self._on_rebuild = on_rebuild
 
@@ -271,6 +274,40 @@ class TotalsEngine:
         (``rebuild`` without ``force`` does it), which restores the trust.
         """
         return session_id in self._verified
+
+    def invalidate(self, *, session_id: int) -> None:
+        """Throw the running figures away after a write transaction whose outcome is unknown.
+
+        A write that failed may still have committed (the database went away
+        during COMMIT, after making it durable): SQL may then hold a change
+        that Redis never got, and a retry of it changes nothing. Without the
+        figures (and without a rebuild lock, so a rebuild under way starts
+        over), every process rebuilds them from SQL on its next use, as after
+        a flush; parked changes stay for that rebuild. If Redis cannot be
+        reached either, this process at least stops vouching for them.
+        """
+        self._verified.discard(session_id)
+        keys = _keys(session_id)
+        try:
+            self.redis.delete(keys[0], keys[2])
+        except redis.RedisError:
+            self._suspect.add(session_id)  # withdrawn on this engine's next call that reaches Redis
+
+    def _settle_suspects(self) -> None:
+        """Withdraw the figures of sessions whose change failed midway, once Redis answers.
+
+        Until then other processes, which still vouch for the figures, would
+        serve them without that change (it failed, say, during a freeze);
+        after the withdrawal every process rebuilds from SQL, which counts
+        the change once whether or not it reached Redis in the end.
+        """
+        for session_id in list(self._suspect):
+            keys = _keys(session_id)
+            try:
+                self.redis.delete(keys[0], keys[2])
+            except redis.RedisError:
+                return
+            self._suspect.discard(session_id)
 
     def apply(
         self, *, session_id: int, txid: int, delta: Figures, feed: Sequence[FeedEntry] = ()
@@ -285,6 +322,8 @@ class TotalsEngine:
         args: list[str | int] = [txid, int(time.time() * 1000)]
         args += _fields(delta)
         try:
+            if self._suspect:
+                self._settle_suspects()
             pipe = self.redis.pipeline(transaction=False)
             self._apply(keys=_keys(session_id), args=args, client=pipe)
             pipe.sadd(DIRTY_KEY, session_id)
@@ -296,6 +335,7 @@ class TotalsEngine:
             # figures until a rebuild (which counts it exactly once either way).
             self._failures += 1
             self._verified.discard(session_id)
+            self._suspect.add(session_id)
             if isinstance(exc, redis.RedisError):
                 raise Unavailable("the totals store (Redis) is unavailable") from exc
             raise
@@ -326,11 +366,15 @@ class TotalsEngine:
 
     def hold_ticker(self, *, token: str, ttl_ms: int) -> bool:
         """Take or renew the lease of the one process that pushes totals; False if another holds it."""
+        if self._suspect:  # every process ticks: a failed change is withdrawn within a tick of Redis's return
+            self._settle_suspects()
         return bool(self._lease(keys=[TICKER_KEY], args=[token, ttl_ms]))
 
     def read(self, *, session_id: int) -> LiveTotals | None:
         """The running figures, or ``None`` if Redis does not have them."""
         try:
+            if self._suspect:
+                self._settle_suspects()
             flat = self.redis.execute_command("HGETALL", _keys(session_id)[0])
         except redis.RedisError as exc:
             raise Unavailable("the totals store (Redis) is unavailable") from exc

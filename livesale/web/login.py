@@ -21,7 +21,17 @@ from wtforms.validators import DataRequired, Length
 from livesale.core.auth import Actor, actor_by_id, actor_for_login
 from livesale.extensions import backend
 
-login_manager = LoginManager()
+
+class _LoginManager(LoginManager):
+    def _load_user_from_remember_cookie(self, cookie: str) -> User | None:
+        # Flask-Login 0.6.3 compares the cookie's digest with hmac.compare_digest on str, which raises
+        # TypeError on non-ASCII: any visitor's forged remember_token cookie was a 500 on every page.
+        if not cookie.isascii():
+            return None
+        return super()._load_user_from_remember_cookie(cookie)  # type: ignore[no-any-return]
+
+
+login_manager = _LoginManager()
 csrf = CSRFProtect()
 bp = Blueprint("login", __name__)
 

@@ -459,8 +459,9 @@ def test_rebuild_of_a_session_with_many_orders(store: Store, users: Any, redis_c
 # --- a writer that dies between its SQL commit and its Redis call ---------------------
 
 
-class ProcessDied(Exception):
-    """Stands for a SIGKILL between the commit and the Redis script call."""
+class ProcessDied(BaseException):
+    """Stands for a SIGKILL between the commit and the Redis script call (nothing of the
+    process runs after it: not an ``Exception``, which the core answers by rebuilding)."""
 
 
 def test_writer_dying_between_commit_and_redis_is_caught_up_by_the_next_process(
@@ -517,3 +518,31 @@ def test_redis_outage_during_apply_is_caught_up_on_next_use(
     assert live_totals(store, session_id=sid).figures == sql_figures(store.db, sid)
     rec = _record(store, sid, "after-outage")
     assert rec.totals["orders"] == 5
+
+
+def test_a_change_that_failed_midway_is_withdrawn_for_every_process_once_redis_answers(
+    store: Store, live_session: dict[str, Any], redis_url: str
+) -> None:
+    """Process A's script call fails (Redis unreachable for A) while process B vouches for the
+    figures: as soon as A reaches Redis again (its next tick), the figures are withdrawn, so B
+    rebuilds them with A's order instead of serving them without it."""
+    sid = live_session["id"]
+    for i in range(3):
+        _record(store, sid, f"before-{i}")
+    other = Store(db=store.db, totals=TotalsEngine(redis.Redis.from_url(redis_url)))
+    try:
+        assert live_totals(other, session_id=sid).figures.orders == 3  # B verified these figures
+        client = store.totals.redis
+        working_pool = client.connection_pool
+        client.connection_pool = redis.ConnectionPool(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+        try:
+            assert _record(store, sid, "during-outage").totals["orders"] == 4  # summed by SQL
+        finally:
+            client.connection_pool.disconnect()
+            client.connection_pool = working_pool
+        assert live_totals(other, session_id=sid).figures.orders == 3  # A has not reached Redis yet
+        store.totals.hold_ticker(token="process-a", ttl_ms=1000)  # A's next tick reaches Redis
+        assert live_totals(other, session_id=sid).figures == sql_figures(store.db, sid)
+        assert live_totals(other, session_id=sid).figures.orders == 4
+    finally:
+        other.totals.redis.close()
