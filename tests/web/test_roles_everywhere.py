@@ -1,0 +1,359 @@
+"""Who may do what, on every route: a matrix over ``app.url_map`` × roles, checked with real requests.
+
+Roles: anonymous, the session's host (owner), another host, an official, an
+admin. Pages are visited with the login cookie from the real ``/login`` form
+(and the page's CSRF token on forms, so a refusal is about the role, never
+the token); the API with bearer tokens, and again with the login cookie plus
+``X-CSRFToken`` (what the console does). Expected outcomes: ``ok`` (2xx, or a
+redirect that is not to the login page), ``login`` (a redirect to the login
+page), 401, 403, 404. A refused request must leave the database as it was.
+
+Every rule of the URL map must be in ``MATRIX``: a new route fails
+``test_every_route_is_classified`` until someone decides who may use it.
+Missing things (a session id that does not exist, an unknown widget key or
+static file) are 404 for whoever may ask at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from livesale.core import auth, validation
+from livesale.core import orders as order_service
+from livesale.core import sessions as session_service
+from livesale.core.db import write_transaction
+from livesale.extensions import backend
+from tests.conftest import APRICOT_SESSION, Users
+from tests.ledger import host_actor, order_input
+from tests.web.test_outsider_fuzz import fingerprint
+from tests.web.test_pages import login, page_csrf
+
+ROLES = ("anonymous", "host", "other host", "official", "admin")
+USER_OF = {"host": ("host", "host"), "other host": ("host-2", "host"), "official": ("official", "official"),
+           "admin": ("admin", "admin")}
+MISSING = 424242
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    json: Any = None
+    form: dict[str, str] | None = None  # a page form: the CSRF token is added
+
+
+# --- who may: patterns ------------------------------------------------------------------------------
+# "A" is what an anonymous caller gets: 401 on the API, a redirect to the login page on pages.
+
+PUBLIC = dict.fromkeys(ROLES, "ok")
+LOGGED_IN = {"anonymous": "A", "host": "ok", "other host": "ok", "official": "ok", "admin": "ok"}
+READ = {"anonymous": "A", "host": "ok", "other host": 403, "official": "ok", "admin": "ok"}
+MANAGE = {"anonymous": "A", "host": "ok", "other host": 403, "official": 403, "admin": "ok"}
+CREATE = {"anonymous": "A", "host": "ok", "other host": "ok", "official": 403, "admin": "ok"}
+ADMIN = {"anonymous": "A", "host": 403, "other host": 403, "official": 403, "admin": "ok"}
+
+
+class World:
+    """Users, their logins and tokens, and sessions of ``host``: shared ones to read, fresh ones to change."""
+
+    def __init__(self, app: Any, users: Users):
+        self.app = app
+        self.tokens = {role: users.token(r, name) for role, (name, r) in USER_OF.items()}
+        self.cookies: dict[str, str] = {}
+        self.csrf: dict[str, str] = {}
+        for role in ROLES:
+            client = app.test_client()
+            if role == "anonymous":
+                page = client.get("/login")  # a CSRF token in an anonymous session
+            else:
+                login(client, USER_OF[role][0])
+                page = client.get("/")
+            self.csrf[role] = page_csrf(page.text)
+            cookie = client.get_cookie("session")
+            assert cookie is not None
+            self.cookies[role] = cookie.value
+        self.names = itertools.count()
+        self.shared = {status: self.new_session(status) for status in ("scheduled", "live", "ended")}
+        self.live, self.ended = self.shared["live"], self.shared["ended"]
+        self.shared_user = self.new_user()
+
+    def session(self, status: str, fresh: bool) -> dict[str, Any]:
+        """A new session for a request expected to change it; else a shared one (a refusal changes nothing)."""
+        return self.new_session(status) if fresh else self.shared[status]
+
+    def user(self, fresh: bool) -> str:
+        return self.new_user() if fresh else self.shared_user
+
+    def new_session(self, status: str) -> dict[str, Any]:
+        """A session of ``host``: scheduled, live (with one order) or ended (with one order).
+
+        Made through the core (not under test here, and many are needed)."""
+        store, actor = backend.store_of(self.app), host_actor(backend.store_of(self.app).db)
+        info = session_service.create_session(store, actor=actor, data=validation.parse_session(APRICOT_SESSION))
+        session = {"id": info.id, "widget_key": info.widget_key}
+        if status != "scheduled":
+            session_service.start_session(store, actor=actor, session_id=info.id)
+            recorded = order_service.record_orders(store, actor=actor, session_id=info.id,
+                                                   orders=[order_input({"sku": "APRICOT-5KG", "quantity": 1})])
+            session["order_id"] = recorded.orders[0]["id"]
+        if status == "ended":
+            session_service.end_session(store, actor=actor, session_id=info.id)
+        return session
+
+    def new_user(self) -> str:
+        """A user for the admin forms to act on (API-only: no password to hash)."""
+        name = f"target-{next(self.names)}"
+        with write_transaction(backend.store_of(self.app).db) as conn:
+            auth.create_user(conn, name=name, role="host")
+            auth.issue_token(conn, user_name=name)
+        return name
+
+
+#: Builds a cell's request; the flag says whether the request is expected to change something
+#: (then it gets things of its own: a new session, a new user).
+Build = Callable[[World, bool], Request]
+
+
+def change(status: str, tail: str, method: str = "POST", **kw: Any) -> Build:
+    """An API request that changes a session of the host (in the given status)."""
+    def build(w: World, fresh: bool) -> Request:
+        s = w.session(status, fresh)
+        return Request(method, f"/api/v1/sessions/{s['id']}{tail}".replace("{order}", s.get("order_id", "")), **kw)
+    return build
+
+
+def page_change(status: str, tail: str) -> Build:
+    """A page form that changes a session of the host."""
+    def build(w: World, fresh: bool) -> Request:
+        s = w.session(status, fresh)
+        return Request("POST", f"/sessions/{s['id']}{tail}", form={"enabled": "y", "milestone_yuan": "100"})
+    return build
+
+
+def on(which: str, template: str) -> Build:
+    """A GET on one of the shared sessions (``{id}``, ``{key}``; ``{other}`` is the ended one)."""
+    def build(w: World, fresh: bool) -> Request:
+        s = w.shared[which]
+        return Request("GET", template.format(id=s["id"], key=s["widget_key"], other=w.ended["id"]))
+    return build
+
+
+def static(path: str) -> Build:
+    return lambda w, fresh: Request("GET", path)
+
+
+def admin_form(tail: str, **form: str) -> Build:
+    return lambda w, fresh: Request("POST", f"/admin/users/{w.user(fresh)}{tail}", form=dict(form))
+
+
+#: (rule, method) -> [(how to build a request, who may)]: every rule of the app, every method but HEAD/OPTIONS.
+MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
+    # --- API (bearer tokens) ---
+    ("/api/v1/openapi.json", "GET"): [(static("/api/v1/openapi.json"), PUBLIC)],
+    ("/api/v1/compare", "GET"): [(on("live", "/api/v1/compare?ids={id},{other}"), READ)],
+    ("/api/v1/sessions", "POST"): [(lambda w, fresh: Request("POST", "/api/v1/sessions", json=APRICOT_SESSION), CREATE)],
+    ("/api/v1/sessions", "GET"): [(static("/api/v1/sessions"), LOGGED_IN)],
+    ("/api/v1/sessions/<int:session_id>", "GET"): [(on("live", "/api/v1/sessions/{id}"), READ)],
+    ("/api/v1/sessions/<int:session_id>/start", "POST"): [(change("scheduled", "/start"), MANAGE)],
+    ("/api/v1/sessions/<int:session_id>/end", "POST"): [(change("live", "/end"), MANAGE)],
+    ("/api/v1/sessions/<int:session_id>/orders", "POST"): [
+        (change("live", "/orders", json={"sku": "DRIED-1KG", "quantity": 2}), MANAGE),
+        (change("live", "/orders", json={"orders": [{"sku": "DRIED-1KG", "quantity": 2}]}), MANAGE),
+    ],
+    ("/api/v1/sessions/<int:session_id>/orders", "GET"): [(on("live", "/api/v1/sessions/{id}/orders"), READ)],
+    ("/api/v1/sessions/<int:session_id>/orders/<order_id>/refund", "POST"): [
+        (change("live", "/orders/{order}/refund"), MANAGE),
+    ],
+    ("/api/v1/sessions/<int:session_id>/totals", "GET"): [
+        (on("live", "/api/v1/sessions/{id}/totals"), READ), (on("ended", "/api/v1/sessions/{id}/totals"), READ),
+    ],
+    ("/api/v1/sessions/<int:session_id>/results", "GET"): [(on("ended", "/api/v1/sessions/{id}/results"), READ)],
+    ("/api/v1/sessions/<int:session_id>/widget", "PATCH"): [
+        (change("live", "/widget", method="PATCH", json={"enabled": False}), MANAGE),
+    ],
+    ("/api/v1/sessions/<int:session_id>/widget/rotate", "POST"): [(change("live", "/widget/rotate"), MANAGE)],
+    # --- operations ---
+    ("/healthz", "GET"): [(static("/healthz"), PUBLIC)],
+    ("/livez", "GET"): [(static("/livez"), PUBLIC)],
+    # No LIVESALE_METRICS_TOKEN in tests: open (nginx keeps it off the public address; see test_operations).
+    ("/metrics", "GET"): [(static("/metrics"), PUBLIC)],
+    # --- public pages and files ---
+    ("/", "GET"): [(static("/"), PUBLIC)],
+    ("/login", "GET"): [(static("/login"), PUBLIC)],
+    # A wrong password: the form answers anyone (with its error). A new name each time: failed logins
+    # are rate-limited per name.
+    ("/login", "POST"): [(lambda w, fresh: Request("POST", "/login", form={"name": f"nobody-{next(w.names)}",
+                                                                   "password": "wrong-wrong"}), PUBLIC)],
+    ("/static/<path:filename>", "GET"): [(static("/static/css/app.css"), PUBLIC),
+                                         (static("/static/vendor/socket.io/socket.io.min.js"), PUBLIC)],
+    ("/console/sw.js", "GET"): [(static("/console/sw.js"), PUBLIC)],
+    ("/embed.js", "GET"): [(static("/embed.js"), PUBLIC)],
+    ("/widget/<key>", "GET"): [(on("live", "/widget/{key}"), PUBLIC), (on("ended", "/widget/{key}?lang=en"), PUBLIC)],
+    ("/widget/<key>.json", "GET"): [(on("live", "/widget/{key}.json"), PUBLIC)],
+    # --- pages behind the login ---
+    ("/logout", "POST"): [(lambda w, fresh: Request("POST", "/logout", form={}), LOGGED_IN)],
+    ("/sessions", "GET"): [(static("/sessions"), LOGGED_IN)],
+    ("/compare", "GET"): [(static("/compare"), LOGGED_IN), (on("live", "/compare?ids={id},{other}"), READ)],
+    ("/compare.csv", "GET"): [(on("live", "/compare.csv?ids={id},{other}"), READ)],
+    ("/sessions/<int:session_id>", "GET"): [(on("live", "/sessions/{id}"), READ), (on("ended", "/sessions/{id}"), READ)],
+    ("/sessions/<int:session_id>/orders.csv", "GET"): [(on("ended", "/sessions/{id}/orders.csv"), READ)],
+    ("/live/<int:session_id>", "GET"): [(on("live", "/live/{id}"), READ)],
+    ("/console/<int:session_id>", "GET"): [(on("live", "/console/{id}"), MANAGE)],
+    ("/console/<int:session_id>/csrf", "GET"): [(on("live", "/console/{id}/csrf"), MANAGE)],
+    ("/sessions/<int:session_id>/<any(start, end):step>", "POST"): [
+        (page_change("scheduled", "/start"), MANAGE), (page_change("live", "/end"), MANAGE),
+    ],
+    ("/sessions/<int:session_id>/widget", "POST"): [(page_change("live", "/widget"), MANAGE)],
+    ("/sessions/<int:session_id>/widget/rotate", "POST"): [(page_change("live", "/widget/rotate"), MANAGE)],
+    ("/admin/users", "GET"): [(static("/admin/users"), ADMIN)],
+    ("/admin/users", "POST"): [(lambda w, fresh: Request("POST", "/admin/users", form={
+        "name": f"new-{next(w.names)}", "role": "official", "password": "a long password"}), ADMIN)],
+    ("/admin/users/<name>/tokens", "POST"): [(admin_form("/tokens", label="手机"), ADMIN)],
+    ("/admin/users/<name>/revoke", "POST"): [(admin_form("/revoke"), ADMIN)],
+    ("/admin/users/<name>/active", "POST"): [(admin_form("/active", active="0"), ADMIN)],
+}
+
+
+def _routes(app: Any) -> set[tuple[str, str]]:
+    return {(rule.rule, method) for rule in app.url_map.iter_rules() for method in rule.methods - {"HEAD", "OPTIONS"}}
+
+
+def test_every_route_is_classified(app: Any) -> None:
+    routes = _routes(app)
+    unclassified = sorted(routes - set(MATRIX))
+    assert not unclassified, f"new routes: add them to MATRIX with who may use them: {unclassified}"
+    assert not sorted(set(MATRIX) - routes), "MATRIX names routes the app no longer has"
+
+
+# --- running a cell ------------------------------------------------------------------------------
+
+
+def outcome(response: Any) -> Any:
+    if response.status_code in (301, 302, 303, 307, 308):
+        location = response.headers["Location"]
+        return "login" if re.search(r"/login\?next=", location) else "ok"
+    return "ok" if 200 <= response.status_code < 300 else response.status_code
+
+
+def send(w: World, request: Request, role: str, *, api_by_cookie: bool = False) -> Any:
+    client = w.app.test_client()
+    headers: dict[str, str] = {}
+    is_api = request.path.startswith("/api/")
+    if is_api and not api_by_cookie:
+        if role != "anonymous":
+            headers["Authorization"] = f"Bearer {w.tokens[role]}"
+    elif not (is_api and role == "anonymous"):
+        client.set_cookie("session", w.cookies[role])
+        if is_api:
+            headers["X-CSRFToken"] = w.csrf[role]
+    kw: dict[str, Any] = {"method": request.method, "headers": headers}
+    if request.json is not None:
+        kw["json"] = request.json
+    if request.form is not None:
+        kw["data"] = {**request.form, "csrf_token": w.csrf[role]}
+    response = client.open(request.path, **kw)
+    response.close()
+    return response
+
+
+def run_cells(w: World, cells: list[tuple[tuple[str, str], Build, dict[str, Any]]], *,
+              api_by_cookie: bool = False) -> list[str]:
+    """Every cell × role; the mismatches, as readable lines."""
+    store = backend.store_of(w.app)
+    wrong = []
+    for _key, build, who in cells:
+        for role in ROLES:
+            if api_by_cookie and role == "anonymous":
+                continue  # no cookie and no token: the same request as without a token
+            expected = who[role]
+            request = build(w, expected == "ok")
+            before = fingerprint(store) if request.method != "GET" and expected != "ok" else None
+            response = send(w, request, role, api_by_cookie=api_by_cookie)
+            if expected == "A":
+                expected = 401 if request.path.startswith("/api/") else "login"
+            got = outcome(response)
+            if got != expected:
+                wrong.append(f"{role:10} {request.method} {request.path}: expected {expected}, got {got} "
+                             f"({response.status_code} {response.headers.get('Location', '')})")
+            elif got != "ok" and before is not None and fingerprint(store) != before:
+                wrong.append(f"{role:10} {request.method} {request.path}: refused ({got}) but changed the database")
+    return wrong
+
+
+def _cells(api: bool) -> list[tuple[tuple[str, str], Build, dict[str, Any]]]:
+    return [(key, build, who) for key, cases in MATRIX.items() for build, who in cases
+            if key[0].startswith("/api/") == api]
+
+
+# --- missing things ------------------------------------------------------------------------------
+
+
+def missing_things(world: World) -> list[str]:
+    """A session id that does not exist (on every rule that takes one), an unknown widget key or file.
+
+    One exception, by design: on the API a role that may never change a session (an official)
+    is refused with 403 before the session is looked up — which says nothing about whether it exists.
+    Anonymous API calls are left out: 401 whatever the id (the matrix and test_auth_roles check it).
+    """
+    wrong = []
+    store = backend.store_of(world.app)
+    for rule in world.app.url_map.iter_rules():
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            never_for_officials = False
+            if "session_id" in rule.arguments:
+                path = rule.rule.replace("<int:session_id>", str(MISSING)).replace("<any(start, end):step>", "end")
+                path = path.replace("<order_id>", world.live["order_id"])
+                is_api = path.startswith("/api/")
+                body = {"enabled": False} if method == "PATCH" else {"sku": "APRICOT-5KG", "quantity": 1}
+                request = Request(method, path, json=body if is_api and method != "GET" else None,
+                                  form=None if is_api or method == "GET" else {})
+                anonymous: Any = 401 if is_api else "login"
+                never_for_officials = is_api and MATRIX[(rule.rule, method)][0][1]["official"] == 403
+            elif "key" in rule.arguments:
+                request, anonymous = Request(method, rule.rule.replace("<key>", "no-such-widget-key")), 404
+            elif "filename" in rule.arguments:
+                request, anonymous = Request(method, "/static/no/such/file.js"), 404
+            else:
+                continue
+            before = fingerprint(store)
+            for role in ROLES:
+                if role == "anonymous" and request.path.startswith("/api/"):
+                    continue
+                got = outcome(send(world, request, role))
+                expected = anonymous if role == "anonymous" else 403 if (
+                    role == "official" and never_for_officials) else 404
+                if got != expected:
+                    wrong.append(f"{role:10} {method} {request.path}: expected {expected}, got {got}")
+            if fingerprint(store) != before:
+                wrong.append(f"{method} {request.path} changed the database")
+    # An order of another session, refunded through this one: no such order here.
+    path = f"/api/v1/sessions/{world.live['id']}/orders/{world.ended['order_id']}/refund"
+    for role, expected in (("host", 404), ("admin", 404), ("other host", 403), ("official", 403)):
+        got = outcome(send(world, Request("POST", path), role))
+        if got != expected:
+            wrong.append(f"{role:10} POST {path}: expected {expected}, got {got}")
+    return wrong
+
+
+@pytest.fixture
+def world(app: Any, users: Users) -> World:
+    return World(app, users)
+
+
+def test_every_route_by_role(world: World) -> None:
+    """Pages and files with the login cookie; the API with bearer tokens, then with the cookie + X-CSRFToken
+    (the pages' own API calls get exactly what the role's token gets); then things that do not exist.
+    One test, one world: logging the four roles in is most of the setup."""
+    wrong = run_cells(world, _cells(api=False))
+    wrong += run_cells(world, _cells(api=True))
+    wrong += ["(cookie) " + line for line in run_cells(world, _cells(api=True), api_by_cookie=True)]
+    wrong += ["(missing) " + line for line in missing_things(world)]
+    assert not wrong, "\n".join(wrong)
+
+
