@@ -41,13 +41,27 @@ DEFAULTS: dict[str, Any] = {
     "PUSH_HEARTBEAT_S": 5.0,
     "JOIN_RATE_LIMIT": 10,
     "SOCKET_MAX_MESSAGE": 16 * 1024,
+    # Engine.IO pings (python-engineio's defaults). A closed connection's objects are released at
+    # its next ping time and the following sweep (interval + timeout at most).
+    "SOCKET_PING_INTERVAL_S": 25,
+    "SOCKET_PING_TIMEOUT_S": 20,
     "REDIS_MAX_CONNECTIONS": 128,
+    # Rate limits (Flask-Limiter, counted in the app's Redis, fixed windows; see web/limits.py).
+    # Strings like "20 per minute;200 per hour"; "off" turns that limit off.
+    "RATE_LIMIT_ENABLED": True,
+    "RATE_LIMIT_LOGIN_IP": "20 per minute;200 per hour",  # failed logins per client IP
+    "RATE_LIMIT_LOGIN_NAME": "5 per minute;30 per hour",  # failed logins per user name
+    "RATE_LIMIT_BAD_TOKEN": "30 per minute",  # API requests answered 401 per client IP
+    "RATE_LIMIT_API_TOKEN": "5000 per second",  # API requests per token (per IP for cookie calls)
+    "RATE_LIMIT_WIDGET": "600 per minute",  # public widget pages, JSON and embed.js per client IP
+    # Proxies in front that append to X-Forwarded-For (nginx: 1); 0 trusts no forwarded header.
+    "TRUSTED_PROXIES": 0,
 }
 
 _INT_KEYS = {"MAX_CONTENT_LENGTH", "MAX_BATCH", "PAGE_SIZE_MAX", "JOIN_RATE_LIMIT", "SOCKET_MAX_MESSAGE",
-             "REDIS_MAX_CONNECTIONS"}
+             "REDIS_MAX_CONNECTIONS", "TRUSTED_PROXIES", "SOCKET_PING_INTERVAL_S", "SOCKET_PING_TIMEOUT_S"}
 _FLOAT_KEYS = {"PUSH_TICK_S", "PUSH_HEARTBEAT_S"}
-_BOOL_KEYS = {"ACCESS_LOG"}
+_BOOL_KEYS = {"ACCESS_LOG", "RATE_LIMIT_ENABLED"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 

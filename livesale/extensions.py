@@ -83,6 +83,8 @@ def init_socketio(app: Flask) -> None:
         # None: only the app's own origin may connect.
         cors_allowed_origins=origins or None,
         max_http_buffer_size=app.config["SOCKET_MAX_MESSAGE"],
+        ping_interval=app.config["SOCKET_PING_INTERVAL_S"],
+        ping_timeout=app.config["SOCKET_PING_TIMEOUT_S"],
     )
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 import redis
 import sqlalchemy as sa
-from flask import Flask, Response, jsonify, render_template
+from flask import Flask, Response, jsonify, render_template, request
 from flask.json.provider import JSONProvider
 
 from livesale.extensions import backend
 
-from . import admin, api, errors, i18n, login, observe, pages, review, static, widget
+from . import admin, api, errors, i18n, limits, login, observe, pages, review, static, widget
 
 
 class OrjsonProvider(JSONProvider):
@@ -29,6 +30,31 @@ class OrjsonProvider(JSONProvider):
         return self._app.response_class(
             orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS), mimetype="application/json"
         )
+
+
+#: JSON is data, never a document that runs or loads anything.
+JSON_CSP = "default-src 'none'; frame-ancestors 'none'"
+_HOST = re.compile(r"[A-Za-z0-9.:\[\]-]{1,255}")
+
+
+def page_csp() -> str:
+    """Pages: scripts, styles, images and fonts from the app only (no inline code, no eval),
+    Socket.IO to the same host, forms to the app, never framed."""
+    host = request.host if _HOST.fullmatch(request.host) else ""
+    sockets = f" ws://{host} wss://{host}" if host else ""
+    return "; ".join([
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        f"connect-src 'self'{sockets}",
+        "worker-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
 
 
 def init_app(app: Flask) -> None:
@@ -79,9 +105,13 @@ def init_app(app: Flask) -> None:
     def _security_headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        # Only the widget (a later blueprint) may be framed; it sets its own.
-        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
-        # The widget sets its own frame-ancestors (the session's origins); nothing else may be framed.
+        # The widget sets its own policy (framed by the session's origins); nothing else may be framed.
+        response.headers.setdefault(
+            "Content-Security-Policy", JSON_CSP if response.mimetype == "application/json" else page_csp()
+        )
         if "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]:
             response.headers.setdefault("X-Frame-Options", "DENY")
         return response
+
+    # Last: it exempts the probes above and limits the blueprints registered before it.
+    limits.init_app(app)

@@ -70,6 +70,13 @@ def actor_for_bearer(token: str) -> Actor:
     return actor
 
 
+def recently_valid(token_hash: str) -> bool:
+    """Whether this process found the token of ``hash_token(token)`` valid within ``TOKEN_CACHE_S``
+    (no query; for the rate limiter)."""
+    hit = _cache.get(token_hash)
+    return hit is not None and hit[0] > time.monotonic()
+
+
 def forget_cached_tokens() -> None:
     _cache.clear()
 

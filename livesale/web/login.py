@@ -111,8 +111,10 @@ def init_app(app: Flask) -> None:
     login_manager.login_view = "login.login"
     login_manager.login_message = _l("Please log in first")
     csrf.init_app(app)
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("SESSION_COOKIE_SECURE", app.config.get("ENV") == "production")
-    app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config.get("ENV") == "production")
+    # Assigned, not setdefault: Flask's own defaults (SameSite none, not Secure) are already in app.config.
+    production = app.config.get("ENV") == "production"
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=production,
+        REMEMBER_COOKIE_HTTPONLY=True, REMEMBER_COOKIE_SAMESITE="Lax", REMEMBER_COOKIE_SECURE=production,
+    )
     app.register_blueprint(bp)

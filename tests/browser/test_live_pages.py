@@ -79,10 +79,11 @@ def test_host_screen_shows_a_new_total_within_a_second(
     page.wait_for_selector('#conn[data-state="ok"]')
     started = time.monotonic()
     api.order(2, "新疆喀什")
-    page.wait_for_function(f"document.getElementById('total').dataset.fen === '{5 * PRICE}'", timeout=1000)
+    # Predicates are functions: the pages' CSP forbids the eval of a plain expression after its first poll.
+    page.wait_for_function(f"() => document.getElementById('total').dataset.fen === '{5 * PRICE}'", timeout=1000)
     assert time.monotonic() - started < 1.0
     assert page.locator("#orders").inner_text() == "2"
-    page.wait_for_function("document.getElementById('feed').innerText.includes('2 × 鲜杏 5斤 — 新疆喀什')",
+    page.wait_for_function("() => document.getElementById('feed').innerText.includes('2 × 鲜杏 5斤 — 新疆喀什')",
                            timeout=2000)
     assert page.locator('#products [data-sku="APRICOT-5KG"] [data-field="stock"]').inner_text() == "剩余 95"
 
@@ -102,7 +103,7 @@ def test_host_screen_reads_totals_over_http_when_websockets_are_blocked(
     login(page, server, f"/live/{live_session['id']}")
     page.wait_for_selector('#conn[data-state="stale"]')
     api.order(4)
-    page.wait_for_function(f"document.getElementById('total').dataset.fen === '{4 * PRICE}'", timeout=8000)
+    page.wait_for_function(f"() => document.getElementById('total').dataset.fen === '{4 * PRICE}'", timeout=8000)
     assert refused, "the page never tried its WebSocket"
     assert page.locator("#conn").get_attribute("data-state") == "stale"
 
@@ -151,7 +152,7 @@ def test_console_records_an_order_by_clicking(
     page.wait_for_selector('#mine .mine-item[data-state="sent"]')
     totals = api.totals()
     assert (totals["orders"], totals["amount_fen"]) == (1, 2 * PRICE)
-    page.wait_for_function(f"document.getElementById('c-total').dataset.fen === '{2 * PRICE}'")
+    page.wait_for_function(f"() => document.getElementById('c-total').dataset.fen === '{2 * PRICE}'")
     # Undo: a refund through the API.
     page.click("#undo")
     page.wait_for_selector('#mine .mine-item[data-state="refunded"]')
@@ -166,7 +167,7 @@ def test_offline_orders_survive_a_reload_and_are_counted_exactly_once(
     login(page, server, f"/console/{live_session['id']}")
     page.wait_for_selector('.pbtn[data-sku="APRICOT-5KG"]')
     # The console's service worker takes the page and keeps what it needs to open offline.
-    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
     page.reload()  # once controlled, the page itself passes through the worker and is kept
     page.wait_for_selector('.pbtn[data-sku="APRICOT-5KG"]')
 

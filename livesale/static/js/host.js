@@ -132,7 +132,12 @@
     setText(connLabel, label);
   }
 
-  // The first paint is the server's; draw the chart with the client's window once.
+  // The first paint is the server's (sizes in data attributes: the page's CSP refuses inline
+  // styles); draw the chart with the client's window once.
+  if ($("goal-fill")) $("goal-fill").style.width = $("goal-fill").getAttribute("data-pct") + "%";
+  Array.prototype.forEach.call(document.querySelectorAll("#chart .bar[data-h]"), function (bar) {
+    bar.style.height = bar.getAttribute("data-h") + "%";
+  });
   if (shown.timeline) drawChart(shown.timeline);
 
   // WebSocket only: one long-lived connection to one server process, so the

@@ -1,0 +1,327 @@
+"""Rate limits (Flask-Limiter), counted in the app's Redis so that every process shares them.
+
+What is limited (``LIVESALE_RATE_LIMIT_*``, limit strings such as ``"20 per minute;200 per hour"``,
+``"off"`` for none; read from ``app.config`` on each request):
+
+* failed logins (``POST /login`` not answered with a redirect) per client IP and per user name;
+* API requests answered 401 (missing or bad token) per client IP: over the limit the address's
+  API requests are refused before any token lookup, except those with a token this process verified
+  in the last few seconds or from a logged-in page;
+* every API request per token (per client IP for the pages' cookie calls): generous, a runaway
+  integration's brake, far above what one token posts in the ingest benchmark;
+* the public widget (page, JSON, ``embed.js``) per client IP.
+
+``/healthz``, ``/livez``, ``/metrics``, static files and every other page are never limited; neither
+is Socket.IO (its joins have their own per-connection limit). Fixed windows: one Lua call (INCR and
+EXPIRE) per counted request, on the totals' own Redis connection pool. Over a limit: 429 with
+``Retry-After`` (seconds), the app's JSON error (``rate_limited``) for API/JSON clients, a short page
+for browsers. If Redis does not answer, Flask-Limiter counts in each process's memory until Redis
+answers again, and storage errors are logged, never turned into 500s.
+
+Ingestion's path is kept lean: an API request whose token this process verified in the last seconds
+skips Flask-Limiter's per-request machinery and is counted against its token's limit in Flask-Limiter's
+storage under the same key, in blocks of 1 % of the limit per Redis call (``Leases``); requests that
+nothing limits skip Flask-Limiter's hooks too (``_route``).
+
+Client IP: the connection's address, or with ``LIVESALE_TRUSTED_PROXIES=N`` the address N proxies
+back in ``X-Forwarded-For`` (werkzeug's ProxyFix, which also takes ``X-Forwarded-Proto``).
+Leave it 0 unless a proxy you run sets those headers: otherwise anyone can pick their own address.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from functools import lru_cache, wraps
+from typing import Any
+
+from flask import Flask, Response, current_app, g, render_template_string, request
+from flask_limiter import Limiter
+from flask_limiter.errors import RateLimitExceeded
+from limits import RateLimitItem, parse_many
+from werkzeug.exceptions import TooManyRequests
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from livesale.config import ConfigError
+from livesale.core.auth import hash_token
+from livesale.extensions import backend
+
+from . import auth
+from .errors import error_response, wants_json
+from .i18n import lang
+from .login import current_actor
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "livesale.limiter"
+LEASES = "livesale.limiter.leases"
+KEY_PREFIX = "livesale"
+SETTINGS = ("RATE_LIMIT_LOGIN_IP", "RATE_LIMIT_LOGIN_NAME", "RATE_LIMIT_BAD_TOKEN", "RATE_LIMIT_API_TOKEN",
+            "RATE_LIMIT_WIDGET")
+#: Never limited: probes and metrics (nginx keeps /metrics private). Static files: Flask-Limiter never does.
+EXEMPT_VIEWS = ("healthz", "livez", "metrics_view")
+_OFF = {"", "off", "none", "0"}
+TOKEN_SCOPE = "api-token"
+
+PAGE = """<!doctype html>
+<html lang="{{ 'zh-CN' if zh else 'en' }}">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>429 · livesale</title>
+<link rel="stylesheet" href="{{ url_for('static', filename='css/app.css') }}"></head>
+<body><main><section class="card narrow">
+{% if zh %}<h1>请求过于频繁</h1><p>请在 {{ retry_after }} 秒后再试。</p>
+{% else %}<h1>Too many requests</h1><p>Please try again in {{ retry_after }} s.</p>{% endif %}
+<p><a href="{{ url_for('index') }}">livesale</a></p>
+</section></main></body></html>
+"""
+
+
+class TokenLimitExceeded(TooManyRequests):
+    """The per-token limit, breached on the lean path (``_token_brake``)."""
+
+    def __init__(self, item: RateLimitItem, args: tuple[str, ...]):
+        super().__init__(description=str(item))
+        self.item = item
+        self.args_ = args
+
+
+def client_ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _bearer() -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _token_key() -> str:
+    """The token (hashed: no secret goes to Redis), or the client IP for calls without one."""
+    token = _bearer()
+    return "t:" + hash_token(token)[:32] if token else "ip:" + client_ip()
+
+
+def _login_name() -> str:
+    return "n:" + (request.form.get("name") or "").strip().lower()[:64]
+
+
+def _not_login_form() -> bool:
+    return request.endpoint != "login.login"
+
+
+def _authenticated() -> bool:
+    """A token this process verified in the last seconds, or a logged-in page (no query for ingestion)."""
+    token = _bearer()
+    if token:
+        return auth.recently_valid(hash_token(token))
+    return current_app.config["SESSION_COOKIE_NAME"] in request.cookies and current_actor() is not None
+
+
+def _failed_login(response: Response) -> bool:
+    return response.status_code not in (301, 302, 303, 429)
+
+
+def _unauthorized(response: Response) -> bool:
+    return response.status_code == 401
+
+
+def _route() -> None:
+    """Which way this request goes, decided once, first: ``g.limit_path``.
+
+    ``skip``: nothing limits it (pages, probes, static files): Flask-Limiter's hooks do not run.
+    ``fast``: an API request with a token this process verified recently (ingestion): only
+    ``_token_brake`` runs, one Redis call. ``full``: Flask-Limiter's hooks (login form, widget, other
+    API requests: the 401 limit and the token limit).
+    """
+    blueprint = request.blueprint
+    if blueprint == "api":
+        token = _bearer()
+        token_hash = hash_token(token) if token else ""
+        if token_hash and auth.recently_valid(token_hash):
+            g.limit_path, g.limit_token_key = "fast", "t:" + token_hash[:32]
+        else:
+            g.limit_path = "full"
+    elif blueprint == "widget" or (request.endpoint == "login.login" and request.method == "POST"):
+        g.limit_path = "full"
+    else:
+        g.limit_path = "skip"
+
+
+def _gate_before(hook: Callable[[], Any]) -> Callable[[], Any]:
+    @wraps(hook)
+    def gated() -> Any:
+        return hook() if g.get("limit_path", "full") == "full" else None
+
+    return gated
+
+
+def _gate_after(hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    @wraps(hook)
+    def gated(arg: Any) -> Any:
+        return hook(arg) if g.get("limit_path", "full") == "full" else arg
+
+    return gated
+
+
+def _limit_string(value: Any) -> str:
+    """The limit string of a setting ("" for none)."""
+    value = str(value or "").strip()
+    return "" if value.lower() in _OFF else value
+
+
+@lru_cache(maxsize=32)
+def _items(value: str) -> tuple[RateLimitItem, ...]:
+    return tuple(parse_many(value)) if value else ()
+
+
+def _setting(name: str) -> Callable[[], str]:
+    """The limit as ``app.config[name]`` says at request time (a test may change one on an existing app)."""
+    return lambda: _limit_string(current_app.config[name])
+
+
+def _check(app: Flask, name: str) -> None:
+    value = _limit_string(app.config[name])
+    try:
+        _items(value)
+    except ValueError as exc:
+        raise ConfigError(f"LIVESALE_{name} is not a rate limit ({value!r}): {exc}") from None
+
+
+class Leases:
+    """The per-token limit counted in blocks: a process takes ``amount // 100`` hits of a window from
+    Redis in one INCRBY and spends them locally, so a token posting thousands of orders a second costs
+    one Redis call per block instead of one per request. One block is taken at a time per key; the
+    requests that arrive meanwhile count themselves one by one. Exact for small limits (blocks of one:
+    the ``limits`` library's own fixed-window hit); for large ones a process may refuse up to a block
+    early (the hits it holds are counted) or, across a window's end, serve up to a block late.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, list[Any]] = {}  # Redis key -> [local expiry (monotonic), hits left]
+        self._taking: set[str] = set()
+
+    def take(self, limiter: Limiter, item: RateLimitItem, args: tuple[str, ...]) -> bool:
+        key = item.key_for(*args)
+        now = time.monotonic()
+        held = self._held.get(key)
+        if held is not None and held[0] > now and held[1] > 0:
+            held[1] -= 1
+            return True
+        expiry = item.get_expiry()
+        block = max(1, item.amount // 100)
+        if block == 1 or key in self._taking:
+            return bool(limiter.storage.incr(key, expiry, amount=1) <= item.amount)
+        self._taking.add(key)
+        try:
+            total = limiter.storage.incr(key, expiry, amount=block)  # the Lua INCRBY (+ EXPIRE when new)
+        finally:
+            self._taking.discard(key)
+        granted = min(block, item.amount - (total - block))
+        if granted <= 0:
+            return False
+        if len(self._held) > 10_000:
+            self._held.clear()
+        self._held[key] = [now + expiry, granted - 1]
+        return True
+
+
+def _token_brake() -> None:
+    """The per-token limit on the fast path: Flask-Limiter's storage and key, counted in blocks."""
+    if g.get("limit_path") != "fast":
+        return
+    limiter: Limiter = current_app.extensions[EXTENSION]
+    leases: Leases = current_app.extensions[LEASES]
+    for item in _items(_limit_string(current_app.config["RATE_LIMIT_API_TOKEN"])):
+        args = (KEY_PREFIX, g.limit_token_key, TOKEN_SCOPE)
+        try:
+            allowed = leases.take(limiter, item, args)
+        except Exception as exc:  # Redis is down: the order itself will answer 503; do not add a 500
+            log.warning("rate limit storage unavailable (%s); not counting this request", type(exc).__name__)
+            return
+        if not allowed:
+            raise TokenLimitExceeded(item, args)
+
+
+def storage_uri(redis_url: str) -> str:
+    """The ``limits`` URL for the app's Redis: it names the embedded server's Unix socket ``redis+unix://``."""
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url.removeprefix("unix://")
+    return redis_url
+
+
+def retry_after(limiter: Limiter, exc: TooManyRequests) -> int:
+    """Seconds until the breached window ends (at least 1; Redis keeps whole-second TTLs)."""
+    try:
+        if isinstance(exc, TokenLimitExceeded):
+            return max(1, math.ceil(limiter.limiter.get_window_stats(exc.item, *exc.args_)[0] + 1 - time.time()))
+        breached = limiter.current_limit
+        if breached is not None:
+            return max(1, math.ceil(breached.reset_at - time.time()))
+    except Exception:  # the storage failed between the check and now: the whole window
+        pass
+    item = exc.item if isinstance(exc, TokenLimitExceeded) else exc.limit.limit  # type: ignore[attr-defined]
+    return max(1, item.get_expiry())
+
+
+def init_app(app: Flask) -> None:
+    proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if proxies > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
+    for name in SETTINGS:
+        _check(app, name)
+    app.register_error_handler(RateLimitExceeded, _too_many_requests)
+    app.register_error_handler(TokenLimitExceeded, _too_many_requests)
+    if not app.config["RATE_LIMIT_ENABLED"]:
+        return
+
+    limiter = Limiter(
+        client_ip,
+        storage_uri=storage_uri(app.config["REDIS_URL"]),
+        # The totals' pool: bounded, with the app's timeouts, closed with the app.
+        storage_options={"connection_pool": backend.store_of(app).totals.redis.connection_pool},
+        strategy="fixed-window",
+        headers_enabled=False,  # X-RateLimit-* would cost two more Redis calls per request
+        swallow_errors=True,
+        in_memory_fallback_enabled=True,
+        key_prefix=KEY_PREFIX,
+    )
+    # One limiter per app (tests build several apps; Flask-Limiter keeps its storage on the instance).
+    app.extensions[EXTENSION] = limiter
+    app.extensions[LEASES] = Leases()
+    blueprints = app.blueprints
+    # Shared limits: one count per key across all the blueprint's endpoints.
+    limiter.shared_limit(_setting("RATE_LIMIT_LOGIN_IP"), "login-ip", methods=["POST"], exempt_when=_not_login_form,
+                         deduct_when=_failed_login)(blueprints["login"])
+    limiter.shared_limit(_setting("RATE_LIMIT_LOGIN_NAME"), "login-name", key_func=_login_name, methods=["POST"],
+                         exempt_when=_not_login_form, deduct_when=_failed_login)(blueprints["login"])
+    limiter.shared_limit(_setting("RATE_LIMIT_BAD_TOKEN"), "api-bad-token", exempt_when=_authenticated,
+                         deduct_when=_unauthorized)(blueprints["api"])
+    limiter.shared_limit(_setting("RATE_LIMIT_API_TOKEN"), TOKEN_SCOPE, key_func=_token_key)(blueprints["api"])
+    limiter.shared_limit(_setting("RATE_LIMIT_WIDGET"), "widget", methods=["GET", "HEAD"])(blueprints["widget"])
+    for name in EXEMPT_VIEWS:
+        limiter.exempt(app.view_functions[name])
+    app.before_request(_route)
+    # Flask-Limiter's hooks cost ~0.1 ms per request even with nothing to count: they run only on
+    # the "full" path (found as the hooks init_app adds, not by their private names).
+    hooks = (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs)
+    before = [list(funcs.get(None, [])) for funcs in hooks]
+    limiter.init_app(app)
+    for funcs, known, gate in zip(hooks, before, (_gate_before, _gate_after, _gate_after), strict=True):
+        funcs[None] = [f if f in known else gate(f) for f in funcs[None]]
+    app.before_request(_token_brake)
+
+
+def _too_many_requests(exc: TooManyRequests) -> Response:
+    seconds = retry_after(current_app.extensions[EXTENSION], exc)
+    if wants_json() or request.path.endswith(".json"):
+        response = error_response(429, f"too many requests ({exc.description}); retry in {seconds} s")
+    else:
+        html = render_template_string(PAGE, zh=lang() == "zh", retry_after=seconds)
+        response = Response(html, status=429, mimetype="text/html")
+    response.headers["Retry-After"] = str(seconds)
+    response.headers["Cache-Control"] = "no-store"
+    if request.blueprint == "widget":  # partners' pages read the widget's answers cross-origin
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        g.pop("lang_choice", None)  # and it leaves no cookie there
+    return response
