@@ -412,6 +412,10 @@ def start(
         **worker_env(instance_path=instance_path, database_url=database_url, redis_url=redis_url,
                      workers=processes, message_queue=message_queue or redis_url),
     }
+    if nginx_port is not None:
+        # Behind our nginx every client arrives from its address: trust its one X-Forwarded-For
+        # hop, or the per-IP rate limits would count all visitors together.
+        child_env.setdefault("LIVESALE_TRUSTED_PROXIES", "1")
     cluster = Cluster()
     try:
         for i, port in enumerate(ports, start=1):

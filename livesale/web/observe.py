@@ -35,12 +35,22 @@ def init_app(app: Flask) -> None:
     logs.configure(level=app.config["LOG_LEVEL"], fmt=app.config["LOG_FORMAT"])
 
     @app.before_request
-    def _start() -> None:
+    def _start() -> Response | None:
         given = request.headers.get("X-Request-ID", "")
         rid = given if _VALID_ID.fullmatch(given) else os.urandom(8).hex()
         g.request_id = rid
         g.started = time.perf_counter()
         g.token = logs.request_id.set(rid)
+        # No database stores a NUL character in text (PostgreSQL refuses it outright): refuse it
+        # in the URL and form fields here, naming the field, instead of failing deep in a query.
+        for name, value in [*(request.view_args or {}).items(), *request.args.items(multi=True)]:
+            if "\x00" in str(name) + str(value):
+                return error_response(400, "text must not contain a NUL character", field=str(name).replace("\x00", ""))
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            for name, value in request.form.items(multi=True):
+                if "\x00" in name + value:
+                    return error_response(400, "text must not contain a NUL character", field=name.replace("\x00", ""))
+        return None
 
     @app.after_request
     def _finish(response: Response) -> Response:
