@@ -42,14 +42,16 @@ def init_app(app: Flask) -> None:
         g.started = time.perf_counter()
         g.token = logs.request_id.set(rid)
         # No database stores a NUL character in text (PostgreSQL refuses it outright): refuse it
-        # in the URL and form fields here, naming the field, instead of failing deep in a query.
-        for name, value in [*(request.view_args or {}).items(), *request.args.items(multi=True)]:
-            if "\x00" in str(name) + str(value):
-                return error_response(400, "text must not contain a NUL character", field=str(name).replace("\x00", ""))
+        # up front instead of failing deep in a query. No resource has such a name (404); in a
+        # query or form field it is a wrong field (422 naming it, like every other wrong field).
+        if any("\x00" in str(value) for value in (request.view_args or {}).values()):
+            return error_response(404, "no such resource")
+        fields = [*request.args.items(multi=True)]
         if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            for name, value in request.form.items(multi=True):
-                if "\x00" in name + value:
-                    return error_response(400, "text must not contain a NUL character", field=name.replace("\x00", ""))
+            fields += request.form.items(multi=True)
+        for name, value in fields:
+            if "\x00" in name + value:
+                return error_response(422, "text must not contain a NUL character", field=name.replace("\x00", ""))
         return None
 
     @app.after_request
