@@ -83,8 +83,10 @@ def _delta(rows: list[dict[str, Any]], *, sign: int) -> Figures:
     return delta
 
 
-def _existing_for(conn: sa.Connection, session_id: int, rows: list[dict[str, Any]]) -> dict[uuid.UUID, dict[str, Any]]:
-    """The stored orders that ``rows`` (not inserted) collided with, by the row's id."""
+def _stored_matches(
+    conn: sa.Connection, session_id: int, rows: list[dict[str, Any]]
+) -> dict[uuid.UUID, dict[str, Any] | None]:
+    """For each of ``rows`` (by its id): the stored order with its external id or key, if any."""
     o = t.orders
     cols = [o.c[name] for name in _ORDER_COLUMNS] + [o.c.idempotency_key]
     ext_ids = [r["external_id"] for r in rows if r["external_id"] is not None]
@@ -97,14 +99,22 @@ def _existing_for(conn: sa.Connection, session_id: int, rows: list[dict[str, Any
     if keys:
         for row in conn.execute(sa.select(*cols).where(o.c.session_id == session_id, o.c.idempotency_key.in_(keys))):
             by_key[row.idempotency_key] = dict(row._mapping)
-    found = {}
+    found: dict[uuid.UUID, dict[str, Any] | None] = {}
     for r in rows:
         match = by_ext.get(r["external_id"]) if r["external_id"] is not None else None
         if match is None and r["idempotency_key"] is not None:
             match = by_key.get(r["idempotency_key"])
+        found[r["id"]] = match
+    return found
+
+
+def _existing_for(conn: sa.Connection, session_id: int, rows: list[dict[str, Any]]) -> dict[uuid.UUID, dict[str, Any]]:
+    """The stored orders that ``rows`` (not inserted) collided with, by the row's id."""
+    found = {}
+    for row_id, match in _stored_matches(conn, session_id, rows).items():
         if match is None:  # pragma: no cover - a conflict is always on one of the two keys
             raise Conflict("the order collided with another order; retry", code="retry")
-        found[r["id"]] = match
+        found[row_id] = match
     return found
 
 
@@ -222,6 +232,38 @@ def _rows_for(
     return rows
 
 
+def _answer_after_end(
+    store: Store, conn: sa.Connection, lock: Any, session_id: int, group: Sequence[_OrderRequest], refusal: Conflict
+) -> list[Recorded | DomainError]:
+    """Orders for an ended session: an exact repeat of stored orders gets them back, anything else the refusal.
+
+    A console whose answer was lost just before the end retries after it; the order was counted
+    and the final results include it, so the retry must not look like a failure. Nothing is written.
+    """
+    info = store.catalog.get(conn, lock, session_id)
+    prices = {p.sku: p.unit_price_fen for p in info.products}
+    outcomes: list[Recorded | DomainError] = []
+    final: dict[str, Any] | None = None
+    for request in group:
+        if not request.actor.can_manage(lock.owner_id):
+            outcomes.append(Forbidden("this session belongs to another host"))
+            continue
+        try:
+            rows = _rows_for(request, session_id=session_id, prices=prices, txid=lock.txid, now=utcnow(), minute=0)
+        except InvalidInput:
+            outcomes.append(refusal)
+            continue
+        matches = _stored_matches(conn, session_id, rows)
+        stored = [matches[r["id"]] for r in rows]
+        if not all(m is not None and m["payload_hash"] == r["payload_hash"] for m, r in zip(stored, rows, strict=True)):
+            outcomes.append(refusal)
+            continue
+        if final is None:
+            final = session_totals(store, info=load_session(conn, session_id=session_id))
+        outcomes.append(Recorded(orders=[order_view(m) for m in stored], created=False, totals=final))
+    return outcomes
+
+
 def _commit_group(store: Store, session_id: int, group: Sequence[_OrderRequest]) -> list[Recorded | DomainError]:
     """Write the orders of ``group`` in one transaction; one outcome per request.
 
@@ -238,7 +280,10 @@ def _commit_group(store: Store, session_id: int, group: Sequence[_OrderRequest])
             raise NotFound(f"no session {session_id}")
         if lock.status != "live":
             code = "session_ended" if lock.status == "ended" else "session_not_live"
-            raise Conflict(f"the session is {lock.status}; it does not accept orders", code=code)
+            refusal = Conflict(f"the session is {lock.status}; it does not accept orders", code=code)
+            if lock.status != "ended":
+                raise refusal
+            return _answer_after_end(store, conn, lock, session_id, group, refusal)
         assert lock.started_at is not None
         info = store.catalog.get(conn, lock, session_id)
         prices = {p.sku: p.unit_price_fen for p in info.products}

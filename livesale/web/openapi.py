@@ -783,7 +783,9 @@ def paths() -> dict[str, Any]:
                     },
                     400, 401, 403, 404, 409, 413, 422, 503,
                 ),
-                description="The session must be live (409 session_not_live / session_ended otherwise). "
+                description="The session must be live (409 session_not_live / session_ended otherwise), except "
+                "that an exact repeat of stored orders is answered 200 with them even after the end (a client "
+                "that lost its answer just before the end learns its order was counted). "
                 "Orders are validated before anything is stored: an invalid batch stores nothing.",
                 parameters=[{"$ref": "#/components/parameters/IdempotencyKey"}],
                 body={"oneOf": [ref("OrderInput"), ref("OrderBatch")]},

@@ -87,6 +87,40 @@ def test_end_refuses_orders_and_serves_results(host_api: Api, live_session: dict
     assert totals["version"] > live_version
 
 
+def test_a_retry_after_the_end_gets_its_order_back_and_anything_new_is_refused(
+    host_api: Api, live_session: dict[str, Any], users: Any
+) -> None:
+    """A console whose answer was lost just before the end retries after it: the order was counted
+    and is in the results, so the retry gets it back (200), never an error that says it failed."""
+    url = orders_url(live_session)
+    single = {"sku": "APRICOT-5KG", "quantity": 2, "buyer_region": "喀什"}
+    first = host_api.post(url, json=single, headers={"Idempotency-Key": "k-late"})
+    batch = {"orders": [{"sku": "DRIED-1KG", "quantity": 1, "external_id": "x-1"},
+                        {"sku": "DRIED-1KG", "quantity": 3, "external_id": "x-2"}]}
+    first_batch = host_api.post(url, json=batch, headers={"Idempotency-Key": "b-late"})
+    assert first.status_code == first_batch.status_code == 201
+    assert host_api.post(f"/api/v1/sessions/{live_session['id']}/end").status_code == 200
+    results = host_api.get(f"/api/v1/sessions/{live_session['id']}/results").json
+
+    again = host_api.post(url, json=single, headers={"Idempotency-Key": "k-late"})
+    assert again.status_code == 200 and again.json["order"] == first.json["order"]
+    assert again.json["totals"]["status"] == "ended" and again.json["totals"]["amount_fen"] == results["amount_fen"]
+    again_batch = host_api.post(url, json=batch, headers={"Idempotency-Key": "b-late"})
+    assert again_batch.status_code == 200 and again_batch.json["orders"] == first_batch.json["orders"]
+    by_external_id = host_api.post(url, json=batch["orders"][1])  # on its own, no key
+    assert by_external_id.status_code == 200 and by_external_id.json["order"] == first_batch.json["orders"][1]
+
+    # Anything that would be a new order, or the key with another payload, or another host: refused.
+    for body, key in [({**single, "quantity": 3}, "k-late"), (single, "k-new"), (single, None),
+                      ({"orders": [*batch["orders"], {"sku": "DRIED-1KG", "quantity": 1}]}, "b-late")]:
+        late = host_api.post(url, json=body, headers={"Idempotency-Key": key} if key else {})
+        assert late.status_code == 409 and late.json["error"]["code"] == "session_ended", (body, key, late.json)
+    other = users.api("host", "other_host").post(url, json=single, headers={"Idempotency-Key": "k-late"})
+    assert other.status_code == 403
+    assert host_api.get(f"/api/v1/sessions/{live_session['id']}/results").json == results
+    assert len(host_api.get(url).json["orders"]) == 3
+
+
 def test_redis_flush_is_rebuilt_from_sql(host_api: Api, live_session: dict[str, Any], redis_client: Any) -> None:
     for quantity in (1, 2, 3):
         host_api.post(orders_url(live_session), json={"sku": "APRICOT-5KG", "quantity": quantity})
