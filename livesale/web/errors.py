@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import logging
 
+import sqlalchemy.exc
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from livesale.core import errors as core_errors
 
 log = logging.getLogger(__name__)
+
+#: What a 503 asks a client to wait before retrying (seconds): outages here last seconds, not minutes.
+RETRY_AFTER_S = "2"
+
+#: The database could not be reached or used (PostgreSQL down or restarting, connection lost, pool
+#: exhausted, SQLite file unavailable or locked too long): the request did nothing durable that the
+#: client was told of, and retrying is right. Anything else from the database is a bug (500).
+DATABASE_UNAVAILABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)
 
 STATUS = {
     core_errors.InvalidInput: 422,
@@ -39,6 +48,8 @@ def error_response(status: int, message: str, *, code: str | None = None, field:
     response.status_code = status
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="livesale"'
+    if status == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_S
     return response
 
 
@@ -66,6 +77,19 @@ def init_app(app: Flask) -> None:
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response
+
+    def _database_unavailable(exc: Exception):  # type: ignore[no-untyped-def]
+        log.error("database unavailable on %s %s: %s", request.method, request.path,
+                  str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        rid = g.get("request_id", "")
+        message = (f"the database is unavailable; the request may not have completed: retry it, with the same "
+                   f"Idempotency-Key for an order (request id {rid})")
+        if wants_json():
+            return error_response(503, message, code="unavailable")
+        return Response(message, 503, {"Retry-After": RETRY_AFTER_S, "Content-Type": "text/plain; charset=utf-8"})
+
+    for cls in DATABASE_UNAVAILABLE:
+        app.register_error_handler(cls, _database_unavailable)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]

@@ -51,7 +51,7 @@ def init_app(app: Flask) -> None:
             fields += request.form.items(multi=True)
         for name, value in fields:
             if "\x00" in name + value:
-                return error_response(422, "text must not contain a NUL character", field=name.replace("\x00", ""))
+                return error_response(422, "text must not contain a NUL character", field=name.replace("\x00", "\\u0000"))
         return None
 
     @app.after_request

@@ -142,8 +142,9 @@ def error_ref(status: int) -> dict[str, Any]:
 
 
 def responses(ok: dict[int, dict[str, Any]], *errors: int) -> dict[str, Any]:
+    """``ok`` and ``errors``, plus what any operation may answer: 429 (rate limits) and 503 (outages)."""
     out: dict[str, Any] = {str(status): copy.deepcopy(body) for status, body in ok.items()}
-    for status in sorted(errors):
+    for status in sorted({*errors, 429, 503}):
         out[str(status)] = error_ref(status)
     return out
 
@@ -509,7 +510,9 @@ ERROR_RESPONSES: dict[int, tuple[str, str]] = {
     409: ("Conflict", "The request contradicts the session's state, or reuses a key for another payload."),
     413: ("TooLarge", f"The body is larger than {MAX_BODY_BYTES} bytes (the MAX_CONTENT_LENGTH setting)."),
     422: ("Invalid", "A field is wrong; field names it (code invalid)."),
-    503: ("Unavailable", "The totals store (Redis) is unavailable; try again."),
+    429: ("RateLimited", "Too many requests (code rate_limited); wait Retry-After seconds."),
+    503: ("Unavailable", "The database or the totals store (Redis) is unavailable (code unavailable); the request "
+          "may not have completed: retry after Retry-After seconds, with the same Idempotency-Key for orders."),
 }
 
 
@@ -520,6 +523,10 @@ def components() -> dict[str, Any]:
         if status == 401:
             body["headers"] = {
                 "WWW-Authenticate": {"required": True, "schema": string(), "description": 'Bearer realm="livesale"'}
+            }
+        if status in (429, 503):
+            body["headers"] = {
+                "Retry-After": {"required": True, "schema": string(), "description": "Seconds to wait before retrying."}
             }
         error_responses[name] = body
     return {
