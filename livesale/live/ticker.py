@@ -27,6 +27,45 @@ from livesale.core.widget import public_feed, public_view, room_of_widget
 log = logging.getLogger(__name__)
 
 
+class FailureLog:
+    """Logs a loop's failures without flooding: the first with its traceback, then while the same
+    failure goes on (Redis down: ten a second) one line every ``every_s`` seconds with the count,
+    and one line when the loop works again."""
+
+    def __init__(self, logger: logging.Logger, what: str, *, every_s: float = 30.0):
+        self.logger = logger
+        self.what = what
+        self.every_s = every_s
+        self.count = 0
+        self._kind: tuple[str, str] | None = None
+        self._since = 0.0
+        self._last_line = 0.0
+
+    def failed(self, exc: BaseException) -> None:
+        kind = (type(exc).__name__, str(exc))
+        now = time.monotonic()
+        if kind != self._kind:
+            if self._kind is None:
+                self._since = now
+            self._kind = kind
+            self._last_line = now
+            self.count += 1
+            self.logger.error("%s failed", self.what, exc_info=exc)
+            return
+        self.count += 1
+        if now - self._last_line >= self.every_s:
+            self._last_line = now
+            self.logger.error("%s still failing: %d failures in %.0f s (%s: %s)",
+                              self.what, self.count, now - self._since, *kind)
+
+    def succeeded(self) -> None:
+        if self._kind is not None:
+            self.logger.warning("%s works again after %d failures in %.1f s",
+                                self.what, self.count, time.monotonic() - self._since)
+            self._kind = None
+            self.count = 0
+
+
 class Ticker:
     def __init__(self, socketio: Any, store: Store, *, interval_s: float = 0.1, heartbeat_s: float = 5.0):
         self.socketio = socketio
@@ -50,11 +89,14 @@ class Ticker:
             self.socketio.start_background_task(self._run)
 
     def _run(self) -> None:
+        failing = FailureLog(log, "push tick")
         while True:
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - the loop must outlive any one failure
-                log.exception("push tick failed")
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+                failing.failed(exc)
+            else:
+                failing.succeeded()
             self.socketio.sleep(self.interval_s)
 
     def tick(self) -> int:
