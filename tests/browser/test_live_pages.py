@@ -140,6 +140,44 @@ def test_host_screen_turns_stale_when_updates_stop_on_a_live_connection(
     assert page.locator("#total").get_attribute("data-fen") == str(PRICE)
 
 
+def test_host_screen_joins_again_when_a_join_is_refused_for_a_while(
+    context: Any, server: Any, api: ServerApi, live_session: dict[str, Any]
+) -> None:
+    """Connected, but the join refused (Redis down when the screen (re)connected): the screen must not
+    wait forever in an empty room. It tries again (2 s, then doubling) and goes live when a join passes."""
+    state = {"refuse": 2, "joins": 0}
+
+    def relay(ws: Any) -> None:
+        upstream = ws.connect_to_server()
+
+        def up(message: Any) -> None:
+            if str(message).startswith('42/live,["join"'):
+                state["joins"] += 1
+                if state["refuse"] > 0:  # answer as the server does while Redis is down
+                    state["refuse"] -= 1
+                    ws.send('42/live,["error",{"code":"unavailable",'
+                            '"message":"the totals store (Redis) is unavailable","field":null}]')
+                    return
+            upstream.send(message)
+
+        ws.on_message(up)
+        upstream.on_message(lambda message: ws.send(message))
+
+    page = context.new_page()
+    page.route_web_socket("**/socket.io/**", relay)
+    login(page, server, f"/live/{live_session['id']}")
+    api.order(2)  # while the room is not joined: the 5 s polling shows it meanwhile
+    page.wait_for_function(f"() => document.getElementById('total').dataset.fen === '{2 * PRICE}'", timeout=10_000)
+    deadline = time.monotonic() + 10  # tries after 2 s, then 4 s more
+    while state["joins"] < 3 and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert state["joins"] == 3 and state["refuse"] == 0  # refused twice, then joined
+    page.wait_for_selector('#conn[data-state="ok"]', timeout=3000)
+    api.order(1)  # and now it is in the room: pushed within a second
+    page.wait_for_function(f"() => document.getElementById('total').dataset.fen === '{3 * PRICE}'", timeout=1500)
+    assert page.locator("#conn").get_attribute("data-state") == "ok"
+
+
 def test_console_records_an_order_by_clicking(
     context: Any, server: Any, api: ServerApi, live_session: dict[str, Any]
 ) -> None:

@@ -150,11 +150,12 @@
     reconnectionDelayMax: 30000,
     reconnectionAttempts: Infinity,
   });
+  // Every (re)connect joins again (the server answers with a fresh snapshot);
+  // a join refused for a while (Redis down…) is tried again until it passes.
+  var room = window.livesaleJoin(socket, { session: data.session });
   socket.on("connect", function () {
     connected = true;
     lastUpdate = now();
-    // Every (re)connect joins again: the server answers with a fresh snapshot.
-    socket.emit("join", { session: data.session });
     tick();
   });
   socket.on("disconnect", function () { connected = false; tick(); });
@@ -169,21 +170,20 @@
   });
   socket.on("orders", addFeed);
 
-  // While the push is down, read the totals over plain HTTP every 5 s (the
-  // indicator keeps saying "reconnecting": figures move, but not live).
+  // While the push is down (or the room not joined), read the totals over plain
+  // HTTP every 5 s (the indicator keeps saying so: figures move, but not live).
   var POLL_MS = 5000;
   function pollWhileDisconnected() {
-    if (connected || status === "ended" || !window.fetch) return;
+    if ((connected && room.joined()) || status === "ended" || !window.fetch) return;
     window.fetch("/api/v1/sessions/" + encodeURIComponent(data.session) + "/totals",
                  { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (p) {
-        if (p && !connected && p.version >= shown.version) { shown = p; render(p); }
+        if (p && !(connected && room.joined()) && p.version >= shown.version) { shown = p; render(p); }
       })
       .catch(function () { /* still offline: the next round tries again */ });
   }
   window.setInterval(pollWhileDisconnected, POLL_MS);
-  socket.on("error", function (e) { if (window.console) window.console.warn("live:", e && e.code, e && e.message); });
 
   window.setInterval(tick, 1000);
   window.livesaleHost = { socket: socket, shown: function () { return shown; } };

@@ -114,10 +114,13 @@
       transports: ["websocket"], reconnection: true, reconnectionDelay: 1000, reconnectionDelayMax: 30000,
       reconnectionAttempts: Infinity, withCredentials: false,
     });
+    // Every (re)connect joins again (a fresh snapshot); a join refused for a while is tried again.
+    window.livesaleJoin(socket, { widget: key }, function (e) {
+      if (e && e.code === "not_found") { revoked = true; socket.disconnect(); stopPolling(); tick(); }
+    });
     socket.on("connect", function () {
       connected = true;
       stopPolling();
-      socket.emit("join", { widget: key });  // every (re)connect: a fresh snapshot
       tick();
     });
     socket.on("disconnect", function () { connected = false; tick(); });
@@ -125,7 +128,6 @@
     socket.on("totals", accept);
     socket.on("orders", addLatest);
     socket.on("revoked", function () { revoked = true; socket.disconnect(); stopPolling(); tick(); });
-    socket.on("error", function (e) { if (e && e.code === "not_found") { revoked = true; socket.disconnect(); tick(); } });
     window.setTimeout(function () { if (!connected) startPolling(); }, 5000);
   } else {
     startPolling();
