@@ -324,12 +324,25 @@ class TotalsEngine:
         try:
             if self._suspect:
                 self._settle_suspects()
+            keys = _keys(session_id)
+            # EVALSHA straight into the pipeline: a registered Script in a pipeline costs an
+            # extra round trip (SCRIPT EXISTS) on every execute. If Redis does not know the
+            # script (restarted, SCRIPT FLUSH), only that command failed — the others ran —
+            # and it is sent again on its own, which loads the script.
             pipe = self.redis.pipeline(transaction=False)
-            self._apply(keys=_keys(session_id), args=args, client=pipe)
+            pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
             pipe.sadd(DIRTY_KEY, session_id)
             for entry in feed[-FEED_PER_CHANGE:]:
                 pipe.xadd(_feed_key(session_id), entry.fields(), maxlen=FEED_LENGTH, approximate=True)
-            result = pipe.execute()[0]
+            replies = pipe.execute(raise_on_error=False)
+            for reply in replies[1:]:
+                if isinstance(reply, Exception):
+                    raise reply
+            result = replies[0]
+            if isinstance(result, redis.exceptions.NoScriptError):
+                result = self._apply(keys=keys, args=args)
+            elif isinstance(result, Exception):
+                raise result
         except BaseException as exc:
             # The change may or may not have reached Redis: stop trusting the
             # figures until a rebuild (which counts it exactly once either way).

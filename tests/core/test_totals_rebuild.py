@@ -299,6 +299,27 @@ def test_apply_while_figures_missing_is_parked_then_counted_once(
     assert redis_client.llen(pending_key) == 0 and not redis_client.exists(lock_key)
 
 
+def test_a_change_after_redis_forgot_its_scripts_is_applied_once_and_fed_once(
+    store: Store, live_session: dict[str, Any], redis_client: redis.Redis
+) -> None:
+    """The script goes to Redis as EVALSHA inside the order's pipeline. A Redis that restarted with
+    its data (AOF) but without its scripts answers NOSCRIPT to that one command while the rest of
+    the pipeline (changed-set, feed) went through: the script alone is sent again."""
+    sid = live_session["id"]
+    _record(store, sid, "before")
+    live_totals(store, session_id=sid)  # the figures are in Redis and trusted
+    redis_client.script_flush()
+    store.totals.take_changed()
+    rec = _record(store, sid, "after-flush")
+    expected = headline(expected_figures(payload_for(n) for n in ["before", "after-flush"]))
+    assert headline(store.totals.read(session_id=sid).figures) == expected  # type: ignore[union-attr]
+    assert rec.totals["orders"] == 2 and rec.totals["amount_fen"] == expected["amount_fen"]
+    assert store.totals.take_changed() == [sid]
+    feed = store.totals.read_feed(session_id=sid)
+    assert [e.sku for e in feed] == [payload_for("before")["sku"], payload_for("after-flush")["sku"]]
+    assert redis_client.script_exists(store.totals._apply.sha) == [True]
+
+
 @pytest.mark.parametrize("figures_present", [True, False], ids=["figures-present", "figures-missing"])
 @pytest.mark.parametrize("commit", ["before-snapshot", "after-snapshot"])
 def test_change_arriving_during_a_rebuild_is_counted_once(
