@@ -335,6 +335,44 @@ def _stop_group(children: Sequence[Child], sig: signal.Signals, timeout_s: float
                 os.killpg(child.pid, signal.SIGKILL)  # its workers too: they share its process group
             child.proc.wait()
         codes[child.name] = child.proc.returncode
+        _end_group(child.pid, timeout_s=GROUP_SWEEP_TIMEOUT_S)
+
+
+#: How long what is left in a stopped child's process group gets after SIGTERM, before SIGKILL.
+GROUP_SWEEP_TIMEOUT_S = 5.0
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies waiting for init do not count)."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # pragma: no cover - not Linux: ask the kernel, zombies included
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def _end_group(pgid: int, *, timeout_s: float) -> None:
+    """Stop what is left in a stopped child's process group: the workers of a gunicorn master that
+    was killed outright are orphaned there, still holding the port until they notice (up to their
+    next heartbeat). SIGTERM, then SIGKILL; nothing to do after a graceful stop."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _group_alive(pgid):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+        deadline = time.monotonic() + timeout_s
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _health(url: str) -> str:

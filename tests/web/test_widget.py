@@ -33,7 +33,7 @@ def test_page_shows_the_figures_escaped_with_a_strict_csp(client: Any, widget: d
     html = r.get_data(as_text=True)
     assert 'data-fen="14060"' in html  # 2 × 6980 + 100, server-rendered
     # The hostile title and product name are text: no tag of theirs reaches the page.
-    assert "<img" not in html and html.count("<script") == 3  # the data block and two script files
+    assert "<img" not in html and html.count("<script") == 4  # the data block and three script files
     assert "&lt;script&gt;alert(" in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     csp = r.headers["Content-Security-Policy"]
     assert "frame-ancestors *" in csp and "unsafe-inline" not in csp and "script-src 'self'" in csp
@@ -123,7 +123,7 @@ def test_widget_transfer_fits_the_budget(client: Any, widget: dict[str, Any]) ->
     html = page.get_data()
     total = len(gzip.compress(html))
     assets = re.findall(rb'(?:src|href)="(/static/[^"]+)"', html)
-    assert len(assets) == 3, assets
+    assert len(assets) == 4, assets  # the CSS, socket.io, live-join.js, widget.js
     for path in assets:
         r = client.get(path.decode())
         total += len(gzip.compress(r.get_data()))
