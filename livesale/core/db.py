@@ -23,6 +23,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from . import tables as t
 
+#: The database could not be reached or used (PostgreSQL down or restarting, connection lost, pool
+#: exhausted, SQLite file unavailable or locked too long): retrying later is right. Anything else
+#: from the database is a bug.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError,
+)
+
 
 def create_db_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
     """An engine for ``url`` with livesale's connection settings."""

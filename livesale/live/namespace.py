@@ -12,6 +12,7 @@ from flask_socketio import ConnectionRefusedError, Namespace, emit, join_room, l
 
 from livesale import metrics
 from livesale.core.auth import Actor
+from livesale.core.db import DATABASE_UNAVAILABLE
 from livesale.core.errors import DomainError, Unauthorized
 from livesale.core.live import ERROR, ORDERS, TOTALS, resolve_join, snapshot
 from livesale.extensions import backend
@@ -72,6 +73,11 @@ class LiveNamespace(Namespace):
             totals, feed = snapshot(store, join)
         except DomainError as exc:
             emit(ERROR, {"code": exc.code, "message": exc.message, "field": exc.field})
+            return
+        except DATABASE_UNAVAILABLE as exc:
+            # The screen tries again (live-join.js); without an answer it would wait in no room.
+            log.error("join failed, database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            emit(ERROR, {"code": "unavailable", "message": "the database is unavailable; try again", "field": None})
             return
         previous = self._rooms.get(sid)
         if previous:

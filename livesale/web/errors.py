@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import logging
 
-import sqlalchemy.exc
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from livesale.core import errors as core_errors
+from livesale.core.db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
 #: What a 503 asks a client to wait before retrying (seconds): outages here last seconds, not minutes.
 RETRY_AFTER_S = "2"
-
-#: The database could not be reached or used (PostgreSQL down or restarting, connection lost, pool
-#: exhausted, SQLite file unavailable or locked too long): the request did nothing durable that the
-#: client was told of, and retrying is right. Anything else from the database is a bug (500).
-DATABASE_UNAVAILABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)
 
 STATUS = {
     core_errors.InvalidInput: 422,

@@ -9,6 +9,7 @@ import pytest
 
 from livesale.extensions import socketio
 from tests.conftest import Api, Users
+from tests.web.test_database_outage import database_down
 
 
 def events(client: Any, name: str) -> list[Any]:
@@ -155,3 +156,18 @@ def test_joins_are_rate_limited(app: Any, users: Users, live_session: dict[str, 
         client.emit("join", {"session": live_session["id"]}, namespace="/live")
     codes = [e["args"][0].get("code") for e in received(client) if e["name"] == "error"]
     assert codes == ["rate_limited", "rate_limited"]
+
+
+def test_a_join_while_the_database_is_down_is_refused_as_unavailable_then_passes(
+    app: Any, users: Users, live_session: dict[str, Any], host_api: Api, store: Any
+) -> None:
+    """Not left unanswered (the screen would wait in no room): an ``unavailable`` error, which the
+    pages' live-join.js retries, and a join after the outage gets its snapshot."""
+    order(host_api, live_session, 2)
+    client = connect(app, users.token("host"))
+    with database_down(store):
+        client.emit("join", {"session": live_session["id"]}, namespace="/live")
+        got = received(client)
+        assert [e["name"] for e in got] == ["error"] and got[0]["args"][0]["code"] == "unavailable"
+    client.emit("join", {"session": live_session["id"]}, namespace="/live")
+    assert [t["amount_fen"] for t in events(client, "totals")] == [2 * 6980]
