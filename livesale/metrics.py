@@ -38,7 +38,10 @@ REDIS_REBUILDS = Counter(
     "livesale_redis_rebuilds_total", "Running totals recomputed from SQL into Redis (lost, flushed or unverified).",
 )
 REDIS_UNAVAILABLE = Counter(
-    "livesale_redis_unavailable_total", "Requests answered while Redis could not be reached.",
+    "livesale_redis_unavailable_total", "Requests refused (503) because Redis could not be reached.",
+)
+DATABASE_UNAVAILABLE = Counter(
+    "livesale_database_unavailable_total", "Requests refused (503) because the database could not be reached.",
 )
 
 

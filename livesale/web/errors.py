@@ -58,6 +58,8 @@ def init_app(app: Flask) -> None:
         status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
         if exc.code == "bad_request":  # the body is not JSON at all: 400, not 422
             status = 400
+        if isinstance(exc, core_errors.Unavailable):
+            g.unavailable = "redis"  # counted by web.observe
         return error_response(status, exc.message, code=exc.code, field=exc.field)
 
     @app.errorhandler(HTTPException)
@@ -74,6 +76,7 @@ def init_app(app: Flask) -> None:
         return response
 
     def _database_unavailable(exc: Exception):  # type: ignore[no-untyped-def]
+        g.unavailable = "database"  # counted by web.observe
         log.error("database unavailable on %s %s: %s", request.method, request.path,
                   str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         rid = g.get("request_id", "")

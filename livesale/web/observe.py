@@ -68,8 +68,11 @@ def init_app(app: Flask) -> None:
             metrics.INGEST_SECONDS.labels(kind=kind).observe(elapsed)
             outcome = {201: "new", 200: "repeat"}.get(response.status_code, "refused")
             metrics.ORDER_REQUESTS.labels(kind=kind, outcome=outcome).inc()
-        if response.status_code == 503:
+        unavailable = g.get("unavailable")  # set by the error handlers: which backend refused
+        if unavailable == "redis":
             metrics.REDIS_UNAVAILABLE.inc()
+        elif unavailable == "database":
+            metrics.DATABASE_UNAVAILABLE.inc()
         if current_app.config["ACCESS_LOG"]:
             actor = g.get("actor")
             access_log.log(

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests.conftest import Api
+from tests.web.test_operations import delta, scrape
 from tests.web.test_pages import login
 
 
@@ -57,6 +58,7 @@ def test_orders_and_reads_answer_503_with_retry_after_while_the_database_is_down
     key = {"Idempotency-Key": "during-outage"}
     assert host_api.post(url, json=order, headers={"Idempotency-Key": "before"}).status_code == 201
     login(client, "host")  # the API's user: a page that needs the database
+    before = scrape(client)
     with database_down(store):
         for response in (
             host_api.post(url, json=order, headers=key),
@@ -72,6 +74,9 @@ def test_orders_and_reads_answer_503_with_retry_after_while_the_database_is_down
         assert page.status_code == 503 and page.headers["Retry-After"] == "2"
         assert "database is unavailable" in page.text
         assert client.get("/healthz").status_code == 503
+    after = scrape(client)
+    assert delta(before, after, "livesale_database_unavailable_total{}") == 4  # three API calls and the page
+    assert delta(before, after, "livesale_redis_unavailable_total{}") == 0
     # Back: the console's retry records the order once, and the totals are SQL's.
     again = host_api.post(url, json=order, headers=key)
     assert again.status_code == 201, again.json

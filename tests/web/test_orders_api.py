@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import Api
+from tests.web.test_operations import delta, scrape
 
 
 def orders_url(session: dict[str, Any]) -> str:
@@ -152,7 +153,12 @@ def test_order_is_acknowledged_with_sql_totals_while_redis_is_down(
         assert r.status_code == 201, r.json
         assert r.json["totals"]["amount_fen"] == 5900 + 2 * 6980
         assert r.json["totals"]["orders"] == 2
-        assert host_api.get(f"/api/v1/sessions/{live_session['id']}/totals").status_code == 503
+        before = scrape(host_api.client)
+        refused = host_api.get(f"/api/v1/sessions/{live_session['id']}/totals")
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "2"
+        after = scrape(host_api.client)
+        assert delta(before, after, "livesale_redis_unavailable_total{}") == 1  # the 503, not the 201
+        assert delta(before, after, "livesale_database_unavailable_total{}") == 0
     finally:
         store.totals.redis.connection_pool.disconnect()
         store.totals.redis.connection_pool = working
