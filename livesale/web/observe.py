@@ -51,7 +51,9 @@ def init_app(app: Flask) -> None:
             fields += request.form.items(multi=True)
         for name, value in fields:
             if "\x00" in name + value:
-                return error_response(422, "text must not contain a NUL character", field=name.replace("\x00", "\\u0000"))
+                # Named visibly even when the name is empty or is the NUL itself.
+                field = name.replace("\x00", "\\u0000") or "(unnamed)"
+                return error_response(422, "text must not contain a NUL character", field=field)
         return None
 
     @app.after_request

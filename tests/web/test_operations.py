@@ -174,6 +174,8 @@ def test_a_nul_character_in_the_url_or_a_form_is_refused_naming_the_field(
     assert official.get("/sessions?village=a%00b").status_code == 422
     r = host_api.get("/api/v1/sessions?%00=1")  # the name itself: still named, visibly
     assert r.status_code == 422 and r.json["error"]["field"] == "\\u0000"
+    r = host_api.get("/api/v1/sessions?=%00")  # no name at all
+    assert r.status_code == 422 and r.json["error"]["field"] == "(unnamed)"
     r = client.post("/login", data={"name": "a\x00b", "password": "x"})
     assert r.status_code == 422 and r.json["error"]["field"] == "name"
     assert client.get("/widget/ab%00cd").status_code == 404
