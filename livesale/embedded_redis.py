@@ -106,7 +106,11 @@ def stop(instance_path: str | os.PathLike[str]) -> None:
     sock = socket_path(instance_path)
     if not _responds(sock):
         return
-    client = redis.Redis(unix_socket_path=str(sock), socket_timeout=5)
+    shutdown_nosave(redis.Redis(unix_socket_path=str(sock), socket_timeout=5))
+
+
+def shutdown_nosave(client: redis.Redis) -> None:
+    """``SHUTDOWN NOSAVE`` through ``client`` (then closed): the server exits without an RDB snapshot."""
     try:
         client.shutdown(nosave=True)
     except redis.ConnectionError:

@@ -78,13 +78,7 @@ class PrivateRedis:
 
     def shutdown_nosave(self) -> None:
         """``SHUTDOWN NOSAVE``: Redis exits and everything it held is gone."""
-        client = self.client()
-        try:
-            client.shutdown(nosave=True)
-        except redis.ConnectionError:
-            pass  # the server closes the connection as it exits
-        finally:
-            client.close()
+        embedded_redis.shutdown_nosave(self.client())
         assert self.proc is not None
         self.proc.wait(timeout=15)
         self.proc = None

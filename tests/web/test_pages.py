@@ -20,12 +20,14 @@ from tests.conftest import Api, Users
 PASSWORD = "correct horse battery"
 
 
-def login(client: Any, name: str) -> None:
+def login(client: Any, name: str) -> Any:
+    """Log ``client`` in through the form (with its CSRF token); the login's response."""
     page = client.get("/login")
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text)
     assert token, page.text
     r = client.post("/login", data={"name": name, "password": PASSWORD, "csrf_token": token.group(1)})
     assert r.status_code == 302, r.text
+    return r
 
 
 def page_csrf(html: str) -> str:

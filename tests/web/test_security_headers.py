@@ -23,8 +23,7 @@ from livesale.core.auth import actor_by_id
 from livesale.extensions import backend
 from livesale.web.login import User
 from tests.conftest import APRICOT_SESSION, Api, Users
-
-PASSWORD = "correct horse battery"
+from tests.web.test_pages import login
 
 
 def csp_directives(header: str) -> dict[str, list[str]]:
@@ -33,15 +32,6 @@ def csp_directives(header: str) -> dict[str, list[str]]:
         name, *values = part.split()
         out[name.lower()] = values
     return out
-
-
-def login(client: Any, name: str) -> Any:
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text)
-    assert token, page.text
-    response = client.post("/login", data={"name": name, "password": PASSWORD, "csrf_token": token.group(1)})
-    assert response.status_code == 302, response.text
-    return response
 
 
 @pytest.fixture
