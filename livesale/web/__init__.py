@@ -13,7 +13,7 @@ from flask.json.provider import JSONProvider
 
 from livesale.extensions import backend
 
-from . import admin, api, errors, i18n, limits, login, observe, pages, review, static, widget
+from . import admin, api, errors, i18n, limits, login, names, observe, pages, review, static, widget
 
 
 class OrjsonProvider(JSONProvider):
@@ -63,6 +63,7 @@ def init_app(app: Flask) -> None:
     static.init_app(app)
     errors.init_app(app)
     i18n.init_app(app)
+    names.init_app(app)
     login.init_app(app)
     # The API authenticates with bearer tokens, or with the login cookie plus
     # an X-CSRFToken header (checked in web.auth); form-style CSRF is for pages.
