@@ -19,7 +19,7 @@ from .figures import Figures
 from .groupcommit import GroupCommit
 from .results import aggregate_session, load_live_figures, minute_products, refunded_figures
 from .totals import LiveTotals, TotalsEngine
-from .validation import SESSION_STATUSES, ProductInput, SessionInput
+from .validation import SESSION_STATUSES, ProductInput, SessionInput, SessionUpdate
 
 
 class CatalogCache:
@@ -194,14 +194,125 @@ def create_session(store: Store, *, actor: Actor, data: SessionInput) -> Session
             )
             .returning(t.live_sessions.c.id)
         ).scalar_one()
-        conn.execute(
-            sa.insert(t.products),
-            [
-                {"session_id": session_id, "position": i, **dataclasses.asdict(p)}
-                for i, p in enumerate(data.products)
-            ],
-        )
+        _insert_products(conn, session_id, data.products)
         return load_session(conn, session_id=session_id)
+
+
+def _insert_products(conn: sa.Connection, session_id: int, products: list[ProductInput]) -> None:
+    conn.execute(
+        sa.insert(t.products),
+        [{"session_id": session_id, "position": i, **dataclasses.asdict(p)} for i, p in enumerate(products)],
+    )
+
+
+# An UPDATE takes the session's row lock exclusively: order writers pin the row FOR SHARE
+# (core.db.begin_session_write) and wait for this transaction, then see the new catalog_version,
+# so the CatalogCache never prices an order with the products as they were before an edit.
+# On SQLite the write transaction (BEGIN IMMEDIATE) already excludes every other writer.
+_LOCK_FOR_CHANGE = (
+    sa.update(t.live_sessions)
+    .where(t.live_sessions.c.id == sa.bindparam("sid"))
+    .values(catalog_version=t.live_sessions.c.catalog_version + 1)
+    .returning(t.live_sessions.c.id)
+)
+
+
+def _lock_for_change(conn: sa.Connection, actor: Actor, session_id: int) -> SessionInfo:
+    """The session, locked against orders and other changes for this transaction, if ``actor`` may change it."""
+    require_writer(actor)
+    if conn.execute(_LOCK_FOR_CHANGE, {"sid": session_id}).first() is None:
+        raise NotFound(f"no session {session_id}")
+    info = load_session(conn, session_id=session_id)
+    if not actor.can_manage(info.owner_id):
+        raise Forbidden("this session belongs to another host")
+    return info
+
+
+class EditRefused(Conflict):
+    """An edit the session's state does not allow (a live session's sold prices, its start); every problem
+    is in ``problems`` so a form can show each next to its field. It reads as the first."""
+
+    code = "session_live"
+
+    def __init__(self, problems: list[Conflict]):
+        super().__init__(problems[0].message, field=problems[0].field, code=problems[0].code)
+        self.problems = problems
+
+
+def _sold_skus(conn: sa.Connection, session_id: int) -> set[str]:
+    """SKUs with at least one order, paid or refunded: their price is what those orders were priced at."""
+    o = t.orders
+    return set(conn.execute(sa.select(o.c.sku).where(o.c.session_id == session_id).distinct()).scalars())
+
+
+#: Fields fixed once a session has started: when it was planned to start, and the zone its times are read in.
+FIXED_ONCE_STARTED = ("scheduled_start", "timezone")
+
+
+def _live_edit_problems(conn: sa.Connection, info: SessionInfo, data: SessionUpdate) -> list[Conflict]:
+    """What a live session refuses of an edit: removing a product (orders and the screens refer to it),
+    repricing a product that has sold, changing its planned start or time zone."""
+    problems = []
+    for name in FIXED_ONCE_STARTED:
+        if name in data.fields and data.fields[name] != getattr(info, name):
+            problems.append(Conflict("cannot change once the session has started", field=name, code="session_live"))
+    if data.products is not None:
+        new = {p.sku: i for i, p in enumerate(data.products)}
+        missing = [p.sku for p in info.products if p.sku not in new]
+        if missing:
+            problems.append(Conflict(f"a live session keeps its products: {', '.join(missing)} cannot be removed",
+                                     field="products", code="session_live"))
+        sold = _sold_skus(conn, info.id)
+        for old in info.products:
+            i = new.get(old.sku)
+            if i is not None and old.sku in sold and data.products[i].unit_price_fen != old.unit_price_fen:
+                problems.append(Conflict(f"has sold at {old.unit_price_fen} fen: the price stays",
+                                         field=f"products[{i}].unit_price_fen", code="price_locked"))
+    return problems
+
+
+def update_session(store: Store, *, actor: Actor, session_id: int, data: SessionUpdate) -> SessionInfo:
+    """Change a session: anything while scheduled; while live its description, goal and products
+    (new ones, stock, names, prices of unsold ones) but not what was sold or its start. Ended: nothing.
+
+    Products are the whole new list, matched by SKU (a new SKU is a new product). The edit bumps
+    the session's ``catalog_version`` under the session's write lock, like orders take it.
+    """
+    with write_transaction(store.db) as conn:
+        info = _lock_for_change(conn, actor, session_id)
+        if info.status == "ended":
+            raise Conflict("the session has ended; it can no longer be changed", code="session_ended")
+        if info.status == "live":
+            problems = _live_edit_problems(conn, info, data)
+            if problems:
+                raise EditRefused(problems)
+        if data.fields:
+            conn.execute(sa.update(t.live_sessions).where(t.live_sessions.c.id == session_id).values(**data.fields))
+        if data.products is not None:
+            # Orders refer to products by SKU, nothing refers to product rows: the list is rewritten.
+            conn.execute(sa.delete(t.products).where(t.products.c.session_id == session_id))
+            _insert_products(conn, session_id, data.products)
+        after = load_session(conn, session_id=session_id)
+    if after.status == "live":
+        try:
+            store.totals.mark_changed(session_id=session_id)  # screens get the new goal and products
+        except Unavailable:
+            pass  # they pick them up with the next order
+    return after
+
+
+def delete_session(store: Store, *, actor: Actor, session_id: int) -> None:
+    """Delete a scheduled session that has no orders, with its products. Anything else is refused:
+    a session that has been on air is a record of what was sold."""
+    with write_transaction(store.db) as conn:
+        info = _lock_for_change(conn, actor, session_id)
+        if info.status != "scheduled":
+            raise Conflict("only a scheduled session can be deleted; this one has been on air",
+                           code="session_started")
+        if _sold_skus(conn, session_id):  # pragma: no cover - orders need a live session
+            raise Conflict("the session has orders; it cannot be deleted", code="session_started")
+        conn.execute(sa.delete(t.products).where(t.products.c.session_id == session_id))
+        conn.execute(sa.delete(t.live_sessions).where(t.live_sessions.c.id == session_id))
 
 
 def list_sessions(

@@ -11,9 +11,10 @@ import dataclasses
 import hashlib
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from .errors import InvalidInput
@@ -295,61 +296,188 @@ def parse_datetime(value: Any, field: str) -> datetime:
         raise InvalidInput("is out of range", field=field) from None
 
 
-def parse_product(data: Any, prefix: str) -> ProductInput:
+class InvalidFields(InvalidInput):
+    """Several fields are wrong (forms show each next to its field); it reads as the first of them."""
+
+    def __init__(self, errors: list[InvalidInput]):
+        super().__init__(errors[0].message, field=errors[0].field, code=errors[0].code)
+        self.errors = errors
+
+
+T = TypeVar("T")
+
+
+class _Checks:
+    """Runs field checks: raises the first error, or (``collect``) gathers them all for a form."""
+
+    def __init__(self, collect: bool):
+        self.collect = collect
+        self.errors: list[InvalidInput] = []
+
+    def run(self, check: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        try:
+            return check(*args, **kwargs)
+        except InvalidFields as exc:
+            if not self.collect:
+                raise
+            self.errors.extend(exc.errors)
+        except InvalidInput as exc:
+            if not self.collect:
+                raise
+            self.errors.append(exc)
+        return None
+
+    def fail(self, message: str, field: str) -> None:
+        self.run(_raise, message, field)
+
+    def raise_found(self) -> None:
+        if self.errors:
+            raise InvalidFields(self.errors)
+
+
+def _raise(message: str, field: str) -> None:
+    raise InvalidInput(message, field=field)
+
+
+# Digits with optional thousands separators, then at most... any decimals (too many are named below).
+_YUAN_RE = re.compile(r"(?:[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.([0-9]*))?\Z")
+
+
+def parse_yuan(value: Any, field: str, *, maximum: int = MAX_GOAL_FEN) -> int:
+    """An amount typed in yuan (``69.8``, ``69.80``, ``¥69.80``, ``６９．８``, ``1,234.50``) as exact fen.
+
+    Full-width digits and signs are read as their ASCII forms (NFKC); the
+    conversion is decimal, never binary floating point, so ``0.29`` is 29 fen.
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidInput(f"must be an amount in yuan (got {_json_type(value)})", field=field)
+    raw = unicodedata.normalize("NFKC", str(value)).strip()
+    raw = raw.removeprefix("¥").removesuffix("元").strip()
+    if not raw:
+        raise InvalidInput("is required", field=field)
+    if len(raw) > 32:
+        raise InvalidInput(f"must be at most {maximum // 100} yuan", field=field)
+    if raw[0] in "-\u2212":
+        raise InvalidInput("must not be negative", field=field)
+    match = _YUAN_RE.match(raw)
+    if match is None:
+        raise InvalidInput("must be an amount in yuan such as 69.80", field=field)
+    if match.group(1) is not None and len(match.group(1)) > 2:
+        raise InvalidInput("must have at most 2 decimals (fen)", field=field)
+    fen = Decimal(raw.replace(",", "").rstrip(".")) * 100
+    if fen > maximum:
+        raise InvalidInput(f"must be at most {maximum // 100} yuan", field=field)
+    return int(fen)
+
+
+def parse_product(data: Any, prefix: str, *, checks: _Checks | None = None) -> ProductInput | None:
+    """One product; with ``checks`` collecting, ``None`` when it has errors (they are in ``checks``)."""
+    checks = checks or _Checks(collect=False)
     data = require_object(data, prefix)
     reject_unknown(data, PRODUCT_FIELDS, prefix)
+    found = len(checks.errors)
     sku = data.get("sku")
     if not isinstance(sku, str) or not SKU_RE.match(sku):
-        raise InvalidInput(
-            "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
-            field=f"{prefix}.sku",
+        checks.fail(
+            "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", f"{prefix}.sku"
         )
     if "unit_price_fen" not in data:
-        raise InvalidInput("is required", field=f"{prefix}.unit_price_fen")
+        checks.fail("is required", f"{prefix}.unit_price_fen")
     stock = data.get("stock")
-    return ProductInput(
-        sku=sku,
-        name=text(data.get("name"), f"{prefix}.name", max_length=200, required=True),
-        unit=text(data.get("unit"), f"{prefix}.unit", max_length=50),
-        unit_price_fen=integer(
-            data["unit_price_fen"], f"{prefix}.unit_price_fen", minimum=0, maximum=MAX_UNIT_PRICE_FEN
-        ),
-        stock=None if stock is None else integer(stock, f"{prefix}.stock", minimum=0, maximum=MAX_STOCK),
-    )
+    name = checks.run(text, data.get("name"), f"{prefix}.name", max_length=200, required=True)
+    unit = checks.run(text, data.get("unit"), f"{prefix}.unit", max_length=50)
+    price = None
+    if "unit_price_fen" in data:
+        price = checks.run(
+            integer, data["unit_price_fen"], f"{prefix}.unit_price_fen", minimum=0, maximum=MAX_UNIT_PRICE_FEN
+        )
+    if stock is not None:
+        stock = checks.run(integer, stock, f"{prefix}.stock", minimum=0, maximum=MAX_STOCK)
+    if len(checks.errors) > found:
+        return None
+    return ProductInput(sku=sku, name=name or "", unit=unit or "", unit_price_fen=price or 0, stock=stock)
 
 
-def parse_session(body: Any) -> SessionInput:
+def _parse_products(products: Any, checks: _Checks) -> list[ProductInput] | None:
+    if not isinstance(products, list) or not products:
+        checks.fail("must be a non-empty array of products", "products")
+        return None
+    if len(products) > MAX_PRODUCTS:
+        checks.fail(f"must hold at most {MAX_PRODUCTS} products", "products")
+        return None
+    parsed = [parse_product(p, f"products[{i}]", checks=checks) for i, p in enumerate(products)]
+    skus: set[str] = set()
+    for i, product in enumerate(parsed):
+        if product is None:
+            continue
+        if product.sku in skus:
+            checks.fail("appears twice", f"products[{i}].sku")
+        skus.add(product.sku)
+    return None if any(p is None for p in parsed) else [p for p in parsed if p is not None]
+
+
+def _session_fields(body: Any, checks: _Checks, *, partial: bool) -> dict[str, Any]:
+    """The fields of a session body, parsed: all of them with defaults (a new session), or only
+    those present (an edit). The checks run in one fixed order, so the API names the same first error."""
     body = require_object(body, "")
     reject_unknown(body, SESSION_FIELDS)
+
+    def given(name: str) -> bool:
+        return not partial or name in body
+
+    out: dict[str, Any] = {}
     hosts = body.get("hosts", [])
-    if not isinstance(hosts, list) or len(hosts) > MAX_HOSTS:
-        raise InvalidInput(f"must be an array of at most {MAX_HOSTS} names", field="hosts")
-    products = body.get("products")
-    if not isinstance(products, list) or not products:
-        raise InvalidInput("must be a non-empty array of products", field="products")
-    if len(products) > MAX_PRODUCTS:
-        raise InvalidInput(f"must hold at most {MAX_PRODUCTS} products", field="products")
-    parsed_products = [parse_product(p, f"products[{i}]") for i, p in enumerate(products)]
-    skus: set[str] = set()
-    for i, product in enumerate(parsed_products):
-        if product.sku in skus:
-            raise InvalidInput("appears twice", field=f"products[{i}].sku")
-        skus.add(product.sku)
-    currency = body.get("currency", "CNY")
-    if currency not in CURRENCIES:
-        raise InvalidInput("must be CNY", field="currency")
-    start = body.get("scheduled_start")
-    return SessionInput(
-        title=text(body.get("title"), "title", max_length=200, required=True),
-        village=text(body.get("village"), "village", max_length=100),
-        hosts=[text(h, f"hosts[{i}]", max_length=50, required=True) for i, h in enumerate(hosts)],
-        platform=text(body.get("platform"), "platform", max_length=50),
-        goal_fen=integer(body.get("goal_fen", 0), "goal_fen", minimum=0, maximum=MAX_GOAL_FEN),
-        currency=currency,
-        timezone=parse_timezone(body.get("timezone", "Asia/Shanghai")),
-        products=parsed_products,
-        scheduled_start=None if start is None else parse_datetime(start, "scheduled_start"),
-        planned_duration_min=integer(
-            body.get("planned_duration_min", 120), "planned_duration_min", minimum=1, maximum=24 * 60
-        ),
-    )
+    if given("hosts") and (not isinstance(hosts, list) or len(hosts) > MAX_HOSTS):
+        checks.fail(f"must be an array of at most {MAX_HOSTS} names", "hosts")
+        hosts = None
+    if given("products"):
+        out["products"] = _parse_products(body.get("products"), checks)
+    if given("currency"):
+        currency = body.get("currency", "CNY")
+        if currency not in CURRENCIES:
+            checks.fail("must be CNY", "currency")
+        out["currency"] = currency
+    if given("title"):
+        out["title"] = checks.run(text, body.get("title"), "title", max_length=200, required=True)
+    if given("village"):
+        out["village"] = checks.run(text, body.get("village"), "village", max_length=100)
+    if given("hosts") and hosts is not None:
+        out["hosts"] = [checks.run(text, h, f"hosts[{i}]", max_length=50, required=True) for i, h in enumerate(hosts)]
+    if given("platform"):
+        out["platform"] = checks.run(text, body.get("platform"), "platform", max_length=50)
+    if given("goal_fen"):
+        out["goal_fen"] = checks.run(integer, body.get("goal_fen", 0), "goal_fen", minimum=0, maximum=MAX_GOAL_FEN)
+    if given("timezone"):
+        out["timezone"] = checks.run(parse_timezone, body.get("timezone", "Asia/Shanghai"))
+    if given("scheduled_start"):
+        start = body.get("scheduled_start")
+        out["scheduled_start"] = None if start is None else checks.run(parse_datetime, start, "scheduled_start")
+    if given("planned_duration_min"):
+        out["planned_duration_min"] = checks.run(
+            integer, body.get("planned_duration_min", 120), "planned_duration_min", minimum=1, maximum=24 * 60
+        )
+    checks.raise_found()
+    return out
+
+
+def parse_session(body: Any, *, all_errors: bool = False) -> SessionInput:
+    """A new session. With ``all_errors`` every wrong field is reported (``InvalidFields``), for forms."""
+    return SessionInput(**_session_fields(body, _Checks(all_errors), partial=False))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionUpdate:
+    """What an edit changes: the session's fields that were sent, and its products if they were.
+
+    ``products`` is the whole new list, matched to the stored one by SKU.
+    """
+
+    fields: dict[str, Any]
+    products: list[ProductInput] | None
+
+
+def parse_session_update(body: Any, *, all_errors: bool = False) -> SessionUpdate:
+    """An edit of a session (``PATCH``): any of the fields of a new session; absent ones stay."""
+    fields = _session_fields(body, _Checks(all_errors), partial=True)
+    return SessionUpdate(fields={k: v for k, v in fields.items() if k != "products"},
+                         products=fields.get("products"))
