@@ -1,8 +1,9 @@
 """Languages and formats: Simplified Chinese first, English second (Flask-Babel).
 
 The locale comes from ``?lang=zh|en`` (remembered in a cookie), else the
-browser's ``Accept-Language``, else Chinese. Money is shown as ¥ with 万
-where it reads better in Chinese; times in the session's time zone.
+browser's ``Accept-Language``, else Chinese. Money and percentages are
+written by ``formats`` (the same rule as ``static/js/money.js``); times in
+the session's time zone.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime, format_time
-from babel.numbers import format_decimal
 from flask import Flask, Response, g, request
 from flask_babel import Babel, get_locale
+
+from . import formats
 
 LANGUAGES = ("zh", "en")
 LANG_COOKIE = "lang"
@@ -37,15 +39,19 @@ def lang() -> str:
 
 
 def money(fen: int, language: str | None = None, *, short: bool = False) -> str:
-    """``¥60,200.00``; with ``short`` in Chinese ``¥6.02万`` from ¥10,000 up."""
+    """``¥60,200.00``; with ``short`` the big form, ``¥6.02万`` / ``¥60.20K`` (see ``formats``)."""
     language = language or lang()
-    yuan = fen / 100
-    if short and language == "zh" and abs(yuan) >= 10_000:
-        wan = format_decimal(round(yuan / 10_000, 2), format="#,##0.##", locale="zh_CN")
-        return f"¥{wan}万"
-    if short and abs(yuan) >= 1_000 and fen % 100 == 0:
-        return "¥" + format_decimal(int(yuan), format="#,##0", locale="en_US")
-    return "¥" + format_decimal(yuan, format="#,##0.00", locale="en_US")
+    return formats.money_big(fen, language) if short else formats.money_exact(fen, language)
+
+
+def money_diff(fen: int, language: str | None = None, *, exact: bool = False) -> str:
+    """``▲ +¥1.23万`` / ``▼ −¥1.23万`` / ``±¥0`` in the page's language."""
+    return formats.money_diff(fen, language or lang(), exact=exact)
+
+
+def percent(part: int, whole: int) -> str:
+    """``111.8%``; ``—`` when there is nothing to divide by."""
+    return formats.percent(part, whole)
 
 
 def local_time(value: datetime | None, tz: str, *, with_date: bool = True) -> str:
@@ -64,6 +70,9 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Shanghai")
     babel.init_app(app, locale_selector=select_locale)
     app.jinja_env.filters["money"] = money
+    app.jinja_env.filters["money_exact"] = lambda fen, language=None: money(fen, language)
+    app.jinja_env.filters["money_diff"] = money_diff
+    app.jinja_env.filters["percent"] = percent
     app.jinja_env.filters["local_time"] = local_time
     app.jinja_env.globals["lang"] = lang
     app.jinja_env.globals["LANGUAGES"] = LANGUAGES

@@ -125,7 +125,7 @@ def console(session_id: int) -> ResponseReturnValue:
 
 
 #: What the console needs to open offline (kept by its service worker).
-CONSOLE_ASSETS = ("css/app.css", "js/common.js", "js/console.js")
+CONSOLE_ASSETS = ("css/app.css", "js/money.js", "js/common.js", "js/console.js")
 
 
 @bp.get("/console/sw.js")

@@ -1,7 +1,7 @@
 /* livesale: charts for the review pages, drawn with the vendored ECharts (static/vendor/echarts).
  *
  * All amounts are integer fen; they are divided by 100 only for display. Load after echarts.min.js
- * (and common.js, whose Livesale.money formats the figures). Pages can call the functions below, or
+ * (and money.js, whose LivesaleMoney.big writes the figures). Pages can call the functions below, or
  * mark elements up and let autoInit draw them:
  *
  *   <div data-chart="cumulative" data-source="cum-data"></div>
@@ -38,18 +38,9 @@
     return lang === "zh" || lang === "en" ? lang : pageLang();
   }
 
-  var wanFormat = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });
-  var grouping = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
-  var cents = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-
-  /* ¥1.83万 (zh, from 10,000 yuan), ¥18,300, ¥69.80: the short form of common.js's Livesale.money. */
+  /* ¥1.83万 (zh, from 10,000 yuan), ¥18.30K (en), ¥70: the big form of money.js. */
   function money(fen, lang) {
-    var L = window.Livesale;
-    if (L && L.money) return L.money(fen, lang, true);
-    var yuan = fen / 100;  // common.js not loaded: the same rules
-    if (lang === "zh" && Math.abs(yuan) >= 10000) return "¥" + wanFormat.format(Math.round(yuan / 100) / 100) + "万";
-    if (Math.abs(yuan) >= 1000 && fen % 100 === 0) return "¥" + grouping.format(Math.trunc(yuan));
-    return "¥" + cents.format(yuan);
+    return window.LivesaleMoney.big(fen, lang);
   }
 
   /* Axis ticks: "¥0" rather than "¥0.00" at the origin. */

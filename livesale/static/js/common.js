@@ -1,21 +1,10 @@
-/* livesale: helpers shared by the pages (no dependencies). */
+/* livesale: helpers shared by the pages (after money.js, which writes the amounts). */
 (function () {
   "use strict";
 
-  var grouping = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
-  var cents = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-  var wanFormat = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });
-
-  /* The same as the server's ``money`` filter: ¥60,200.00; short: ¥6.02万 (zh) or ¥60,200. */
+  /* ¥60,200.00; short: the big form ¥6.02万 (zh) or ¥60.20K (en). The rule is money.js's (load it first). */
   function money(fen, lang, short) {
-    var yuan = fen / 100;
-    if (short && lang === "zh" && Math.abs(yuan) >= 10000) {
-      return "¥" + wanFormat.format(Math.round(yuan / 100) / 100) + "万";
-    }
-    if (short && Math.abs(yuan) >= 1000 && fen % 100 === 0) {
-      return "¥" + grouping.format(Math.trunc(yuan));
-    }
-    return "¥" + cents.format(yuan);
+    return short ? window.LivesaleMoney.big(fen, lang) : window.LivesaleMoney.exact(fen, lang);
   }
 
   function clock(seconds) {
