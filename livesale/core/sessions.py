@@ -356,6 +356,12 @@ def list_sessions(
     return [_info(r, products[r[0]]) for r in rows], total
 
 
+def get_manageable(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
+    """A session the actor may change (its host or an admin): Forbidden before NotFound for a reader."""
+    with store.db.connect() as conn:
+        return manageable(conn, actor, session_id)
+
+
 def manageable(conn: sa.Connection, actor: Actor, session_id: int) -> SessionInfo:
     """The session, if ``actor`` may change it (its host or an admin)."""
     require_writer(actor)

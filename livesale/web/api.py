@@ -164,6 +164,27 @@ def get_session(session_id: int) -> Response:
     return jsonify(session_service.session_view(info))
 
 
+@bp.patch("/sessions/<int:session_id>")
+@api_auth
+@_session_in_range
+def update_session(session_id: int) -> Response:
+    """Change a session: any field of a new session; ``products`` is the whole new list (by SKU)."""
+    # Who and which session first (403, 404), then the body (422): as every other operation.
+    session_service.get_manageable(backend.store, actor=g.actor, session_id=session_id)
+    data = validation.parse_session_update(json_body())
+    info = session_service.update_session(backend.store, actor=g.actor, session_id=session_id, data=data)
+    return jsonify(session_service.session_view(info))
+
+
+@bp.delete("/sessions/<int:session_id>")
+@api_auth
+@_session_in_range
+def delete_session(session_id: int) -> Response:
+    """Delete a scheduled session that has no orders."""
+    session_service.delete_session(backend.store, actor=g.actor, session_id=session_id)
+    return Response(status=204)
+
+
 @bp.post("/sessions/<int:session_id>/start")
 @api_auth
 @_session_in_range

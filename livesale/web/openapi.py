@@ -41,7 +41,8 @@ _DAY = (
 INTEGER_LITERAL = "An integer literal (2, not 2.0 or 2e0)."
 ERROR_CODES = (
     "bad_request (400: the body is not JSON), unauthorized, forbidden, not_found, method_not_allowed, "
-    "too_large, invalid (422), session_ended, session_not_live, session_not_ended, idempotency_conflict, "
+    "too_large, invalid (422), session_ended, session_not_live, session_not_ended, session_live, price_locked, "
+    "session_started, idempotency_conflict, "
     "retry (409), unavailable (503), internal (500)"
 )
 
@@ -248,6 +249,25 @@ def session_create() -> Schema:
         required=("title", "products"),
         description="A session to create. Unknown fields are refused (422).",
     )
+
+
+def session_update() -> Schema:
+    """An edit: the fields of a new session, each optional; an absent field stays as it is."""
+    schema = session_create()
+    schema.pop("required")
+    for prop in schema["properties"].values():
+        prop.pop("default", None)
+    schema["properties"]["products"]["description"] = (
+        "The whole new list of products, matched to the stored ones by SKU (a new SKU adds a product). "
+        "No two may share a SKU (422 naming products[i].sku). A live session keeps all its products "
+        "(409 session_live naming products) and the price of every product that has sold "
+        "(409 price_locked naming products[i].unit_price_fen)."
+    )
+    schema["description"] = (
+        "Changes to a session. Scheduled: anything. Live: anything but scheduled_start and timezone "
+        "(409 session_live). Ended: nothing (409 session_ended). Unknown fields are refused (422)."
+    )
+    return schema
 
 
 def order_input() -> Schema:
@@ -540,6 +560,7 @@ def components() -> dict[str, Any]:
         "schemas": {
             "ProductInput": product_input(),
             "SessionCreate": session_create(),
+            "SessionUpdate": session_update(),
             "OrderInput": order_input(),
             "OrderBatch": order_batch(),
             "Product": product(),
@@ -721,6 +742,33 @@ def paths() -> dict[str, Any]:
             "parameters": [SESSION_ID],
             "get": operation(
                 "getSession", "A session", "sessions", responses(session_ok, 401, 403, 404)
+            ),
+            "patch": operation(
+                "updateSession",
+                "Change a session, its goal or its products",
+                "sessions",
+                responses(session_ok, 400, 401, 403, 404, 409, 413, 422),
+                body=ref("SessionUpdate"),
+                body_examples={"more stock and a new product": {"value": {
+                    "goal_fen": 8_000_000,
+                    "products": [
+                        {"sku": "APRICOT-5KG", "name": "鲜杏 5斤", "unit": "2.5 kg box", "unit_price_fen": 6980,
+                         "stock": 300},
+                        {"sku": "DRIED-1KG", "name": "杏干 1公斤", "unit": "1 kg bag", "unit_price_fen": 5900},
+                        {"sku": "JAM-500G", "name": "杏酱", "unit": "500 g jar", "unit_price_fen": 2500, "stock": 50},
+                    ],
+                }}},
+                description="Only the session's owner (or an admin). Validated as a new session is; nothing "
+                "is stored unless all of it is accepted. Orders after the change are priced from the new "
+                "products; live screens get the new goal and products with their next update.",
+            ),
+            "delete": operation(
+                "deleteSession",
+                "Delete a scheduled session",
+                "sessions",
+                responses({204: {"description": "Deleted, with its products."}}, 401, 403, 404, 409),
+                description="Only a scheduled session that has never been on air (409 session_started "
+                "otherwise); only its owner or an admin.",
             ),
         },
         f"{API}/sessions/{{session_id}}/start": {

@@ -285,7 +285,8 @@ class World:
                 case.body = {**body, "orders": items}
             else:
                 case.body = _with_catalogue_sku(body, 0)
-        elif case.method == "POST" and path.endswith("/sessions") and isinstance(body, dict):
+        elif (case.method, path.rsplit("/", 1)[-1]) in (("POST", "sessions"), ("PATCH", "{session_id}")) \
+                and isinstance(body, dict):
             # No two products of a session may share a SKU.
             products = body.get("products")
             if isinstance(products, list):
