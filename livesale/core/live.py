@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC
 from typing import Any
 
+import sqlalchemy as sa
+
+from . import tables as t
 from .auth import Actor
 from .errors import Forbidden, InvalidInput
 from .sessions import SessionInfo, Store, load_session, session_totals
@@ -78,6 +82,36 @@ def totals_payload(store: Store, *, info: SessionInfo) -> dict[str, Any]:
     payload["started_at"] = info.started_at.isoformat().replace("+00:00", "Z") if info.started_at else None
     payload["planned_duration_min"] = info.planned_duration_min
     return payload
+
+
+def latest_orders(store: Store, *, info: SessionInfo, count: int = 20) -> list[FeedEntry]:
+    """The session's newest orders as feed entries, oldest first: what a live screen lists.
+
+    While live they come from the Redis feed; once ended from SQL, because the
+    feed is discarded with the live totals at the end (an ended session's screen
+    must still show its last orders). Refunded orders are not among an ended
+    session's last orders: its figures do not count them either.
+    """
+    if info.status == "scheduled":
+        return []
+    if info.status == "live":
+        return store.totals.read_feed(session_id=info.id, count=count)
+    o = t.orders
+    query = (
+        sa.select(o.c.sku, o.c.quantity, o.c.buyer_region, o.c.created_at)
+        .where(o.c.session_id == info.id, o.c.status == "paid")
+        .order_by(o.c.created_at.desc(), o.c.id.desc())
+        .limit(count)
+    )
+    with store.db.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        FeedEntry(sku=r.sku, quantity=r.quantity, region=r.buyer_region,
+                  # SQLite hands back naive datetimes: they are UTC.
+                  at_ms=int((r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC))
+                            .timestamp() * 1000))
+        for r in reversed(rows)
+    ]
 
 
 def feed_payload(info: SessionInfo, entries: list[FeedEntry]) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, render_template, url_for
+from flask import Blueprint, abort, jsonify, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from flask_login import login_required
@@ -20,7 +20,7 @@ from flask_wtf.csrf import generate_csrf
 
 from livesale.core import sessions as session_service
 from livesale.core.errors import Forbidden, NotFound, Unavailable
-from livesale.core.live import feed_payload, totals_payload
+from livesale.core.live import feed_payload, latest_orders, totals_payload
 from livesale.core.sessions import SessionInfo
 from livesale.core.validation import MAX_ID
 from livesale.extensions import backend
@@ -34,6 +34,8 @@ ROLE_NAMES = {"admin": _l("admin"), "host": _l("host"), "official": _l("official
 
 #: Minutes of the per-minute chart on the host screen.
 CHART_MINUTES = 30
+#: Latest orders listed on the host screen.
+FEED_SHOWN = 8
 
 
 def _session_for(session_id: int, *, manage: bool = False) -> SessionInfo:
@@ -53,11 +55,12 @@ def _session_for(session_id: int, *, manage: bool = False) -> SessionInfo:
 
 
 def _snapshot(info: SessionInfo) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The ``totals`` payload and the latest orders, as the live push would send them."""
+    """The ``totals`` payload and the latest orders (oldest first), as the live push would send them;
+    an ended session's last orders come from SQL (its live feed is gone)."""
     store = backend.store
     try:
         totals = totals_payload(store, info=info)
-        feed = feed_payload(info, store.totals.read_feed(session_id=info.id)) if info.status != "scheduled" else []
+        feed = feed_payload(info, latest_orders(store, info=info, count=FEED_SHOWN))
     except Unavailable:
         abort(503)
     return totals, feed
@@ -77,14 +80,19 @@ def _projection_fen(amount_fen: int, elapsed_s: int, planned_min: int) -> int | 
     return max(amount_fen, round(amount_fen * planned_min * 60 / elapsed_s))
 
 
-def _chart(timeline: list[dict[str, int]], elapsed_s: int) -> list[dict[str, int]]:
-    """The ``CHART_MINUTES`` minutes up to now (the last bar), gaps and minutes before the start as zeros."""
+def _chart(timeline: list[dict[str, int]], elapsed_s: int, *, ended: bool) -> list[dict[str, int]]:
+    """The ``CHART_MINUTES`` minutes up to now (the last bar), gaps and minutes before the start as zeros.
+
+    An ended session's chart is the last ``CHART_MINUTES`` minutes of its run,
+    or its whole run when shorter (no empty minutes before its start). The
+    screen's script draws by the same rule (``host.js``: ``chartMinutes``).
+    """
     by_minute = {m["minute"]: m for m in timeline}
     now = max(elapsed_s // 60, max(by_minute, default=0))
-    return [
-        by_minute.get(m, {"minute": m, "amount_fen": 0, "orders": 0})
-        for m in range(now - CHART_MINUTES + 1, now + 1)
-    ]
+    first = now - CHART_MINUTES + 1
+    if ended:
+        first = max(0, first)
+    return [by_minute.get(m, {"minute": m, "amount_fen": 0, "orders": 0}) for m in range(first, now + 1)]
 
 
 def _clock(seconds: int) -> str:
@@ -95,23 +103,33 @@ def _clock(seconds: int) -> str:
 @bp.get("/live/<int:session_id>")
 @login_required
 def host_screen(session_id: int) -> ResponseReturnValue:
-    """The big live screen: total, goal, products, pace, latest orders."""
+    """The big live screen: total, goal, products, pace, latest orders.
+
+    ``?kiosk=1`` is the TV behind the host: no site menu, everything on one
+    screen without scrolling (the fullscreen button switches to the same layout).
+    """
     info = _session_for(session_id)
     totals, feed = _snapshot(info)
     elapsed = _elapsed_s(info)
-    chart = _chart(totals.get("timeline", []), elapsed)
+    chart = _chart(totals.get("timeline", []), elapsed, ended=info.status == "ended")
+    amount = totals["amount_fen"]
     return render_template(
         "live/host.html",
         info=info,
         totals=totals,
-        feed=list(reversed(feed))[:8],
+        feed=list(reversed(feed)),
         chart=chart,
         chart_max=max([m["amount_fen"] for m in chart] + [1]),
+        # The ended session's chart is its whole run when that was shorter than the chart.
+        chart_whole_run=info.status == "ended" and chart[0]["minute"] == 0 and len(chart) < CHART_MINUTES,
         elapsed=_clock(elapsed),
+        elapsed_s=elapsed,
         now_ms=int(time.time() * 1000),
-        projection_fen=_projection_fen(totals["amount_fen"], elapsed, info.planned_duration_min)
+        projection_fen=_projection_fen(amount, elapsed, info.planned_duration_min)
         if info.status == "live" else None,
-        goal_pct=min(100, int(totals["amount_fen"] * 100 / info.goal_fen)) if info.goal_fen else None,
+        # Not capped at 100 %: the moment hosts celebrate is shown (percent filter: "111.8%").
+        goal_reached=bool(info.goal_fen) and amount >= info.goal_fen,
+        kiosk=request.args.get("kiosk") == "1",
     )
 
 

@@ -94,9 +94,81 @@ def test_total_in_wan_when_large(client: Any, users: Users, host_api: Api, live_
     zh = client.get(f"/live/{live_session['id']}?lang=zh").text
     assert "¥1.06万" in zh and 'lang="zh-CN"' in zh
     en = client.get(f"/live/{live_session['id']}?lang=en").text
-    assert "¥10,620" in en and 'lang="en"' in en and "Total sales" in en
+    assert '>¥10.62K</div>' in en and 'lang="en"' in en and "Total sales" in en
     # The choice is remembered in a cookie.
     assert "Total sales" in client.get(f"/live/{live_session['id']}").text
+
+
+#: A gift box that sells far beyond its stock, in a session that passes its goal.
+GIFT_SESSION: dict[str, Any] = {
+    "title": "葡萄礼盒专场",
+    "village": "吐鲁番",
+    "platform": "douyin",
+    "goal_fen": 3_000_000,
+    "products": [
+        {"sku": "GIFT", "name": "葡萄礼盒", "unit": "box", "unit_price_fen": 12_468, "stock": 60},
+        {"sku": "RAISIN", "name": "葡萄干", "unit": "bag", "unit_price_fen": 3_000, "stock": 500},
+    ],
+}
+
+
+def started(api: Api, body: dict[str, Any]) -> dict[str, Any]:
+    created = api.post("/api/v1/sessions", json=body)
+    assert created.status_code == 201, created.json
+    r = api.post(f"/api/v1/sessions/{created.json['id']}/start")
+    assert r.status_code == 200, r.json
+    return r.json
+
+
+@pytest.mark.parametrize(("lang", "words"), [
+    ("zh", ["超额完成", "超卖 209", "目标 ¥3.00万"]),
+    ("en", ["Goal exceeded", "Oversold 209", "Goal ¥30.00K"]),
+])
+def test_host_screen_shows_a_goal_beyond_100_percent_and_oversold_stock(
+    client: Any, host_api: Api, lang: str, words: list[str]
+) -> None:
+    session = started(host_api, GIFT_SESSION)
+    sell(host_api, session, 269, "GIFT")  # 269 × ¥124.68 = ¥33,538.92 of a ¥30,000 goal
+    login(client, "host")
+    html = client.get(f"/live/{session['id']}?lang={lang}").text
+    assert '<strong class="goal-pct" id="goal-pct">111.8%</strong>' in html  # not capped at 100 %
+    assert 'class="goal exceeded"' in html
+    assert 'aria-valuenow="111.8"' in html and 'aria-labelledby="goal-label"' in html  # a named progress bar
+    assert 'class="product oversold" data-sku="GIFT"' in html
+    for word in words:
+        assert word in html
+    console = client.get(f"/console/{session['id']}?lang={lang}").text
+    assert 'class="pbtn oversold" data-sku="GIFT"' in console and words[1] in console
+    assert '<dialog id="stock-dialog"' in console
+
+
+def test_kiosk_screen_has_no_site_menu_class(client: Any, live_session: dict[str, Any]) -> None:
+    login(client, "host")
+    assert '<body class="screen kiosk">' in client.get(f"/live/{live_session['id']}?kiosk=1").text
+    assert '<body class="screen">' in client.get(f"/live/{live_session['id']}").text
+
+
+def test_ended_session_screen_shows_its_last_orders_from_the_database(
+    client: Any, host_api: Api, live_session: dict[str, Any]
+) -> None:
+    """The live feed (Redis) is discarded at the end: the last orders come from SQL."""
+    url = f"/api/v1/sessions/{live_session['id']}/orders"
+    for quantity, region in ((1, "浙江杭州"), (2, "新疆喀什"), (3, "上海")):
+        r = host_api.post(url, json={"sku": "APRICOT-5KG", "quantity": quantity, "buyer_region": region})
+        assert r.status_code == 201, r.json
+    refunded = host_api.post(url, json={"sku": "DRIED-1KG", "quantity": 7, "buyer_region": "北京"})
+    assert host_api.post(f"{url}/{refunded.json['order']['id']}/refund").status_code == 200
+    assert host_api.post(f"/api/v1/sessions/{live_session['id']}/end").status_code == 200
+    login(client, "host")
+    html = client.get(f"/live/{live_session['id']}?lang=zh").text
+    feed = html[html.index('<ol class="feed" id="feed">'):html.index("</ol>", html.index('id="feed"'))]
+    # Newest first; the refunded order is not among the final ones.
+    assert re.findall(r'f-what">([^<]+)</span> <span class="f-where">— ([^<]+)<', feed) == [
+        ("3 × 鲜杏 5斤", "上海"), ("2 × 鲜杏 5斤", "新疆喀什"), ("1 × 鲜杏 5斤", "浙江杭州")]
+    assert "还没有订单" not in feed
+    assert "本场直播已结束" in html and "最终销售额" in html and 'data-state="ended"' in html
+    assert "最近 30 分钟" not in html and "现在" not in html
+    assert "每分钟销售额（整场直播）" in html  # a run shorter than the chart: all of it, labelled so
 
 
 def test_console_renders_products_and_total(client: Any, host_api: Api, live_session: dict[str, Any]) -> None:
@@ -177,10 +249,11 @@ def test_console_service_worker_keeps_only_the_console_and_its_assets(client: An
     assert r.headers["Content-Type"].startswith("text/javascript")
     assert r.headers["Cache-Control"] == "no-cache"
     body = r.get_data(as_text=True)
-    assert 'var ASSETS = ["/static/css/app.css","/static/js/common.js","/static/js/console.js"];' in body
+    assert ('var ASSETS = ["/static/css/app.css","/static/js/money.js","/static/js/common.js",'
+            '"/static/js/console.js"];') in body
     # Orders and other API calls never go through the worker's cache.
     assert 'request.method !== "GET"' in body and "/^\\/console\\/\\d+$/" in body
-    for asset in ("css/app.css", "js/common.js", "js/console.js"):
+    for asset in ("css/app.css", "js/money.js", "js/common.js", "js/console.js"):
         static = client.get(f"/static/{asset}")
         assert static.status_code == 200
         static.close()

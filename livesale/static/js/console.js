@@ -77,8 +77,50 @@
       var stock = products[sku].stock;
       if (!cell || stock === null || stock === undefined) return;
       var left = stock - ((p.by_product[sku] || {}).quantity || 0);
-      cell.textContent = left <= 0 ? t.sold_out : t.left + " " + left;
-      btn.classList.toggle("sold-out", left <= 0);
+      var text = left < 0 ? t.oversold.replace("{n}", String(-left)) : left === 0 ? t.sold_out : t.left + " " + left;
+      if (cell.textContent.replace(/^\u26a0 /, "") === text) return;
+      cell.textContent = "";
+      if (left <= 0) {
+        var sign = L.el("span", null, "\u26a0");  // ⚠: the word says it, the sign catches the eye
+        sign.setAttribute("aria-hidden", "true");
+        cell.appendChild(sign);
+        cell.appendChild(document.createTextNode(" "));
+      }
+      cell.appendChild(document.createTextNode(text));
+      btn.classList.toggle("oversold", left < 0);
+      btn.classList.toggle("sold-out", left === 0);
+    });
+  }
+
+  /* What is left of a product's stock: its stock less what the totals count and what waits to be sent. */
+  function stockLeft(sku) {
+    var stock = products[sku].stock;
+    if (stock === null || stock === undefined) return null;
+    var sold = ((totals && totals.by_product[sku]) || {}).quantity || 0;
+    var waiting = load().filter(function (o) { return o.state === "pending" && o.body.sku === sku; })
+      .reduce(function (n, o) { return n + o.body.quantity; }, 0);
+    return { stock: stock, sold: sold + waiting, left: stock - sold - waiting };
+  }
+
+  /* An order beyond the stock is asked about first (the platform may have sold it: then it is
+   * recorded, the API accepts it); resolves true to record it. */
+  function confirmBeyondStock(sku, qty) {
+    var s = stockLeft(sku);
+    if (s === null || qty <= s.left) return Promise.resolve(true);
+    var name = products[sku].name;
+    var text = s.left <= 0
+      ? t.ask_sold_out.replace("{name}", name).replace("{stock}", s.stock).replace("{sold}", s.sold)
+      : t.ask_short.replace("{name}", name).replace("{left}", s.left).replace("{qty}", qty);
+    var dialog = $("stock-dialog");
+    $("stock-text").textContent = text;
+    return new Promise(function (resolve) {
+      dialog.addEventListener("close", function closed() {
+        dialog.removeEventListener("close", closed);
+        resolve(dialog.returnValue === "record");
+      });
+      dialog.returnValue = "";
+      if (dialog.showModal) dialog.showModal(); else dialog.setAttribute("open", "");
+      $("stock-cancel").focus();  // the safe answer first
     });
   }
 
@@ -169,8 +211,16 @@
     if (!selected) { setNet(t.choose); return; }
     var qty = parseInt($("qty").value, 10);
     if (!(qty >= 1 && qty <= 9999)) { $("qty").focus(); return; }
+    var sku = selected;
+    confirmBeyondStock(sku, qty).then(function (yes) {
+      if (yes) keep(sku, qty);
+      else $("submit").focus();
+    });
+  }
+
+  function keep(sku, qty) {
     var region = $("region").value.trim().slice(0, 64);
-    var body = { sku: selected, quantity: qty, channel: "console" };
+    var body = { sku: sku, quantity: qty, channel: "console" };
     if (region) body.buyer_region = region;
     var list = load();
     list.push({ key: uuid(), body: body, state: "pending", at: Date.now() });

@@ -2,6 +2,7 @@
 (function () {
   "use strict";
   var L = window.Livesale;
+  var M = window.LivesaleMoney;
   var data = L.pageData("live-data");
   var t = data.i18n;
   var lang = data.lang;
@@ -16,7 +17,8 @@
   var shown = data.totals;
   var status = data.status;
   var startedAt = data.started_at ? Date.parse(data.started_at) : null;
-  var endedAt = status === "ended" ? Date.parse(data.totals.updated_at || "") || now() : null;
+  // An ended session's run is fixed: its start plus its elapsed seconds as the server counted them.
+  var endedAt = status === "ended" && startedAt !== null ? startedAt + data.elapsed_s * 1000 : null;
   var lastUpdate = now();
   var connected = false;
   var stock = {};
@@ -36,16 +38,66 @@
     return ((endedAt || now()) - startedAt) / 1000;
   }
 
-  function render(p) {
+  /* The goal bar is drawn to the larger of goal and total: beyond the goal the goal
+   * becomes a mark on the bar and the overshoot a second segment after it. */
+  function drawGoal(amount, goal) {
+    var bar = $("goal-bar");
+    if (!bar || !goal) return;
+    var scale = Math.max(amount, goal);
+    var reached = amount >= goal;
+    $("goal-fill").style.width = (Math.min(amount, goal) * 100 / scale).toFixed(2) + "%";
+    $("goal-over").style.width = (reached ? (amount - goal) * 100 / scale : 0).toFixed(2) + "%";
+    $("goal-mark").style.left = (goal * 100 / scale).toFixed(2) + "%";
+    var tenths = Math.round(amount * 1000 / goal) / 10;
+    bar.setAttribute("aria-valuenow", String(tenths));
+    bar.setAttribute("aria-valuemax", String(Math.max(100, tenths)));
+    var text = M.percent(amount, goal);
+    bar.setAttribute("aria-valuetext", text);
+    setText($("goal-pct"), text);
+    $("goal").classList.toggle("exceeded", reached);
+    $("goal-state").hidden = !reached;
+  }
+
+  /* The goal passed while people watch: a banner for a few seconds (still, without motion if so asked). */
+  function celebrate() {
+    var banner = $("celebrate");
+    if (!banner) return;
+    banner.hidden = false;
+    banner.classList.remove("go");
+    void banner.offsetWidth;  // restart the animation should it still be running
+    banner.classList.add("go");
+    window.clearTimeout(celebrate.timer);
+    celebrate.timer = window.setTimeout(function () { banner.hidden = true; banner.classList.remove("go"); }, 6000);
+  }
+
+  function drawStock(row, sku, quantity) {
+    var cell = row.querySelector('[data-field="stock"]');
+    if (!cell || stock[sku] === null || stock[sku] === undefined) return;
+    var left = stock[sku] - quantity;
+    row.classList.toggle("oversold", left < 0);
+    row.classList.toggle("sold-out", left === 0);
+    var key = left < 0 ? "over:" + left : left === 0 ? "out" : "left:" + left;
+    if (cell.getAttribute("data-shown") === key) return;
+    cell.setAttribute("data-shown", key);
+    cell.textContent = "";
+    if (left < 0) {
+      cell.appendChild(L.el("span", "p-badge over", t.oversold.replace("{n}", String(-left))));
+    } else if (left === 0) {
+      cell.appendChild(L.el("span", "p-badge out", t.sold_out));
+    } else {
+      cell.appendChild(L.el("span", "muted", t.left));
+      cell.appendChild(document.createTextNode(" " + left));
+    }
+  }
+
+  function render(p, previous) {
     setText($("total"), L.money(p.amount_fen, lang, true));
     $("total").setAttribute("data-fen", String(p.amount_fen));
     setText($("orders"), String(p.orders));
     setText($("items"), String(p.items));
-    if (p.goal_fen && $("goal-fill")) {
-      var pct = Math.min(100, Math.floor(p.amount_fen * 100 / p.goal_fen));
-      $("goal-fill").style.width = pct + "%";
-      $("goal-bar").setAttribute("aria-valuenow", String(pct));
-      setText($("goal-pct"), pct + "%");
+    if (p.goal_fen) {
+      drawGoal(p.amount_fen, p.goal_fen);
+      if (previous && previous.amount_fen < p.goal_fen && p.amount_fen >= p.goal_fen) celebrate();
     }
     var rows = document.querySelectorAll("#products .product");
     Array.prototype.forEach.call(rows, function (row) {
@@ -53,45 +105,53 @@
       var fig = p.by_product[sku] || { quantity: 0, amount_fen: 0 };
       setText(row.querySelector('[data-field="quantity"]'), String(fig.quantity));
       setText(row.querySelector('[data-field="amount"]'), L.money(fig.amount_fen, lang, true));
-      var cell = row.querySelector('[data-field="stock"]');
-      if (cell && stock[sku] !== null && stock[sku] !== undefined) {
-        var left = stock[sku] - fig.quantity;
-        row.classList.toggle("sold-out", left <= 0);
-        cell.textContent = "";
-        if (left <= 0) {
-          cell.appendChild(L.el("span", "badge", t.sold_out));
-        } else {
-          cell.appendChild(L.el("span", "muted", t.left));
-          cell.appendChild(document.createTextNode(" " + left));
-        }
-      }
+      drawStock(row, sku, fig.quantity);
     });
     if (p.status !== status) {
       status = p.status;
-      if (status === "ended" && endedAt === null) endedAt = now();
+      if (status === "ended" && endedAt === null) { endedAt = now(); showEnded(); }
       if (status === "live" && startedAt === null && p.started_at) startedAt = Date.parse(p.started_at);
     }
     if (p.timeline) drawChart(p.timeline);
     tick();
   }
 
+  /* The session ended while the screen was open: say so where people look. */
+  function showEnded() {
+    $("host").classList.add("is-ended");
+    setText($("total-label"), t.final_sales);
+    setText($("chart-title"), t.chart_ended);
+    setText($("chart-to"), t.end);
+    setText($("feed-title"), t.last_orders);
+  }
+
+  /* The chart's minutes: the last CHART_MINUTES up to now; an ended session's last ones, or
+   * its whole run when shorter (the same rule as the server's pages._chart). */
+  function chartMinutes(timeline) {
+    var last = 0;
+    timeline.forEach(function (m) { last = Math.max(last, m.minute); });
+    var current = Math.max(Math.floor(elapsedSeconds() / 60), last);
+    var first = current - CHART_MINUTES + 1;
+    if (status === "ended") first = Math.max(0, first);
+    return { first: first, current: current };
+  }
+
   function drawChart(timeline) {
     var chart = $("chart");
     var byMinute = {};
-    var last = 0;
-    timeline.forEach(function (m) { byMinute[m.minute] = m.amount_fen; last = Math.max(last, m.minute); });
-    var current = Math.max(Math.floor(elapsedSeconds() / 60), last);
-    var first = current - CHART_MINUTES + 1;  // the last bar is now; minutes before the start stay empty
+    timeline.forEach(function (m) { byMinute[m.minute] = m.amount_fen; });
+    var range = chartMinutes(timeline);
     var values = [];
-    for (var m = first; m < first + CHART_MINUTES; m++) values.push([m, byMinute[m] || 0]);
+    for (var m = range.first; m <= range.current; m++) values.push([m, byMinute[m] || 0]);
     var max = Math.max.apply(null, values.map(function (v) { return v[1]; }).concat([1]));
     var bars = chart.children;
+    while (bars.length > values.length) chart.removeChild(chart.lastChild);
     values.forEach(function (v, i) {
       var bar = bars[i];
       if (!bar) { bar = L.el("span", "bar"); chart.appendChild(bar); }
       bar.style.height = (v[1] * 100 / max).toFixed(1) + "%";
       bar.title = v[0] >= 0 ? v[0] + "′ " + L.money(v[1], lang, false) : "";
-      bar.classList.toggle("now", v[0] === current);
+      bar.classList.toggle("now", status !== "ended" && v[0] === range.current);
     });
   }
 
@@ -120,21 +180,38 @@
     if (status === "live" && secs >= 60 && data.planned_duration_min > 0) {
       var projected = Math.max(shown.amount_fen, Math.round(shown.amount_fen * data.planned_duration_min * 60 / secs));
       setText($("projection"), L.money(projected, lang, true));
-    } else if (status !== "ended") {
+    } else if (status === "live") {
       setText($("projection"), "—");
     }
     var state, label;
-    if (!connected) { state = "stale"; label = t.reconnecting; }
+    if (status === "ended") { state = "ended"; label = t.ended; }
+    else if (!connected) { state = "stale"; label = t.reconnecting; }
     else if (status === "live" && now() - lastUpdate > STALE_MS) { state = "stale"; label = t.stale; }
     else if (status === "live") { state = "ok"; label = t.live; }
-    else { state = "idle"; label = status === "ended" ? t.ended : t.not_started; }
+    else { state = "idle"; label = t.not_started; }
     if (conn.getAttribute("data-state") !== state) conn.setAttribute("data-state", state);
     setText(connLabel, label);
   }
 
-  // The first paint is the server's (sizes in data attributes: the page's CSP refuses inline
-  // styles); draw the chart with the client's window once.
-  if ($("goal-fill")) $("goal-fill").style.width = $("goal-fill").getAttribute("data-pct") + "%";
+  // Full screen (the TV behind the host): the kiosk layout, as ?kiosk=1 gives it.
+  var fsButton = $("fullscreen");
+  function kioskLayout() {
+    var full = !!document.fullscreenElement;
+    document.body.classList.toggle("kiosk", data.kiosk || full);
+    fsButton.setAttribute("aria-pressed", full ? "true" : "false");
+    setText($("fullscreen-label"), full ? t.exit_full_screen : t.full_screen);
+  }
+  if (document.fullscreenEnabled && document.documentElement.requestFullscreen) {
+    fsButton.hidden = false;
+    fsButton.addEventListener("click", function () {
+      var done = document.fullscreenElement ? document.exitFullscreen() : document.documentElement.requestFullscreen();
+      if (done && done.catch) done.catch(function () { /* refused (no user gesture…): the layout stays */ });
+    });
+    document.addEventListener("fullscreenchange", kioskLayout);
+  }
+
+  // The first paint is the server's (sizes are set here: the page's CSP refuses inline styles).
+  drawGoal(shown.amount_fen, shown.goal_fen);
   Array.prototype.forEach.call(document.querySelectorAll("#chart .bar[data-h]"), function (bar) {
     bar.style.height = bar.getAttribute("data-h") + "%";
   });
@@ -163,8 +240,9 @@
   socket.on("totals", function (p) {
     lastUpdate = now();
     if (p.version >= shown.version) {
+      var previous = shown;
       shown = p;
-      render(p);
+      render(p, previous);
     }
     tick();
   });
@@ -179,7 +257,11 @@
                  { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (p) {
-        if (p && !(connected && room.joined()) && p.version >= shown.version) { shown = p; render(p); }
+        if (p && !(connected && room.joined()) && p.version >= shown.version) {
+          var previous = shown;
+          shown = p;
+          render(p, previous);
+        }
       })
       .catch(function () { /* still offline: the next round tries again */ });
   }
