@@ -9,20 +9,26 @@ page's figures come in a JSON data block, styles and scripts from files.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, g, jsonify, render_template, request
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import force_locale
+from flask_babel import gettext as _
 
 from livesale.core import widget as widget_service
 from livesale.core.errors import NotFound
 from livesale.core.live import NAMESPACE, REVOKED
 from livesale.core.sessions import SessionInfo
 from livesale.extensions import backend, socketio
+from livesale.web.errors import error_response
 
 bp = Blueprint("widget", __name__)
 
 
-def _csp(info: SessionInfo) -> str:
+def _csp(info: SessionInfo | None) -> str:
+    """The widget's policy; a page for no session (a wrong or old key) may be framed anywhere."""
     host = request.host
     return "; ".join([
         "default-src 'none'",
@@ -32,15 +38,36 @@ def _csp(info: SessionInfo) -> str:
         f"connect-src 'self' ws://{host} wss://{host}",
         "base-uri 'none'",
         "form-action 'none'",
-        f"frame-ancestors {widget_service.frame_ancestors(info)}",
+        f"frame-ancestors {widget_service.frame_ancestors(info) if info else '*'}",
     ])
 
 
-def _session(key: str) -> SessionInfo:
+def _session(key: str) -> SessionInfo | None:
+    """The session of an enabled widget with this key; None for a wrong, old (rotated) or disabled key."""
     try:
         return widget_service.widget_session(backend.store, key=key)
     except NotFound:
-        abort(404)
+        return None
+
+
+def _planned_start(info: SessionInfo, lang: str) -> str:
+    """When a scheduled session starts, in its own time zone: "6月3日 周二 20:00" / "Tue 3 Jun, 20:00"."""
+    if info.scheduled_start is None:
+        return _("No start time planned")
+    pattern, locale = ("M月d日 EEE HH:mm", "zh_CN") if lang == "zh" else ("EEE d MMM, HH:mm", "en_GB")
+    when = format_datetime(info.scheduled_start, pattern, tzinfo=ZoneInfo(info.timezone), locale=locale)
+    return _("Starts %(when)s", when=when)
+
+
+def _gone(options: widget_service.WidgetOptions) -> Response:
+    """A short neutral note in the widget's own look, still a 404: partners' pages never show a raw error."""
+    with force_locale(options.lang or "zh"):
+        html = render_template("widget/gone.html", options=options, lang=options.lang or "zh")
+    response = Response(html, status=404, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = _csp(None)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 def _no_cookies() -> None:
@@ -53,6 +80,10 @@ def widget_json(key: str) -> ResponseReturnValue:
     """The public totals, for pages that cannot run scripts: cacheable for 1 s, any origin."""
     info = _session(key)
     _no_cookies()
+    if info is None:
+        response = error_response(404, "no widget with this key (it may have been turned off or replaced)")
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
     body = widget_service.public_totals(backend.store, info=info)
     body["latest"] = widget_service.public_feed(info, backend.store.totals.read_feed(session_id=info.id))[-10:]
     response = jsonify(body)
@@ -68,12 +99,15 @@ def widget_page(key: str) -> ResponseReturnValue:
     info = _session(key)
     _no_cookies()
     options = widget_service.parse_options(request.args.to_dict())
+    if info is None:
+        return _gone(options)
     lang = options.lang or "zh"
     totals = widget_service.public_totals(backend.store, info=info)
     feed = widget_service.public_feed(info, backend.store.totals.read_feed(session_id=info.id))[-5:]
     with force_locale(lang):
+        start = _planned_start(info, lang) if info.status == "scheduled" else ""
         html = render_template("widget/widget.html", info=info, key=key, options=options, totals=totals,
-                               feed=list(reversed(feed)), lang=lang)
+                               feed=list(reversed(feed)), lang=lang, start=start)
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = _csp(info)
     response.headers["Cache-Control"] = "no-store"

@@ -171,11 +171,10 @@ def test_widget_celebrates_a_milestone_and_polls_when_websockets_are_blocked(
     try:
         live = context.new_page()
         live.goto(f"{server.url}/widget/{widget_session['widget_key']}?lang=en")
-        live.wait_for_selector('#w[data-state="ok"]')
-        live.wait_for_timeout(300)  # joined
+        live.wait_for_selector('#w[data-joined="1"]')
         order(server, widget_session, "APRICOT-5KG", 2)  # ¥139.60: past ¥100
         live.wait_for_selector("#w.party")
-        assert live.locator("#w-party").inner_text() == "¥100.00 reached!"
+        assert live.locator("#w-party").inner_text() == "¥100 reached!"  # the big form, as everywhere
 
         blocked = context.new_page()
         blocked.route_web_socket("**/socket.io/**", lambda ws: ws.close(code=1011, reason="blocked"))
@@ -183,5 +182,102 @@ def test_widget_celebrates_a_milestone_and_polls_when_websockets_are_blocked(
         order(server, widget_session, "APRICOT-5KG", 1)
         # No WebSocket: the public JSON every 5 s still brings the new total.
         blocked.wait_for_selector(f'#w-total[data-fen="{3 * PRICE}"]', timeout=12_000)
+    finally:
+        context.close()
+
+
+def session_with(server: Any, users: Users, **fields: Any) -> dict[str, Any]:
+    h = {"Authorization": f"Bearer {users.token('host')}"}
+    r = requests.post(f"{server.url}/api/v1/sessions", json={**APRICOT_SESSION, **fields}, headers=h, timeout=5)
+    assert r.status_code == 201, r.text
+    session = r.json()
+    session["headers"] = h
+    return session
+
+
+def start(server: Any, session: dict[str, Any]) -> None:
+    requests.post(f"{server.url}/api/v1/sessions/{session['id']}/start", headers=session["headers"],
+                  timeout=5).raise_for_status()
+
+
+def width_pct(frame: Any, selector: str) -> float:
+    """An element's width as a share of its parent's, from the layout (no eval: the widget's CSP forbids it)."""
+    box, parent = frame.locator(selector).bounding_box(), frame.locator(".w-bar").bounding_box()
+    return 100 * box["width"] / parent["width"]
+
+
+@pytest.mark.parametrize(("lang", "party", "done"), [("zh", "目标达成！", "超额完成"), ("en", "Goal reached!", "Goal exceeded")])
+def test_widget_passes_its_goal_with_the_real_percentage(
+    browser: Any, server: Any, users: Users, lang: str, party: str, done: str
+) -> None:
+    from livesale.web.formats import money_big
+
+    session = session_with(server, users, goal_fen=20_000)  # ¥200
+    start(server, session)
+    # Reduced motion: the bar takes its width at once (no transition to wait out).
+    context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 300}, reduced_motion="reduce")
+    context.set_default_timeout(15_000)
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/widget/{session['widget_key']}?lang={lang}&show=total,goal,orders")
+        page.wait_for_selector('#w[data-joined="1"]')
+        order(server, session, "APRICOT-5KG", 2)  # ¥139.60: 69.8 %
+        page.wait_for_selector(f'#w-total[data-fen="{2 * PRICE}"]')
+        assert page.locator("#w-pct").inner_text() == "69.8%"
+        assert abs(width_pct(page, "#w-fill") - 69.8) < 1 and width_pct(page, "#w-over") < 0.5
+        assert not page.locator("#w-done").is_visible()
+
+        order(server, session, "APRICOT-5KG", 1)  # ¥209.40: past the goal, 104.7 %
+        page.wait_for_selector("#w.party")
+        assert page.locator("#w-party").inner_text() == party
+        page.wait_for_selector('#w[data-goal="exceeded"]')
+        assert page.locator("#w-pct").inner_text() == "104.7%"
+        assert page.locator("#w-done").inner_text().endswith(done)
+        # The bar is full: the goal's part up to the mark (200 / 209.40 = 95.5 %), the overshoot after it.
+        assert abs(width_pct(page, "#w-fill") - 95.5) < 1 and abs(width_pct(page, "#w-over") - 4.5) < 1
+        # The pushed figure reads as the server writes it (one rule): and as a fresh page shows it.
+        pushed = page.locator("#w-total").inner_text()
+        assert pushed == money_big(3 * PRICE, lang) == "¥209"
+        fresh = context.new_page()
+        fresh.goto(page.url)
+        assert fresh.locator("#w-total").inner_text() == pushed
+        assert fresh.locator("#w-pct").inner_text() == "104.7%"
+    finally:
+        context.close()
+
+
+def test_scheduled_widget_shows_its_start_then_goes_live(browser: Any, server: Any, users: Users) -> None:
+    session = session_with(server, users, scheduled_start="2026-06-02T12:00:00Z")  # 20:00 in Shanghai
+    context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 300})
+    context.set_default_timeout(15_000)
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/widget/{session['widget_key']}")
+        page.wait_for_selector('#w[data-joined="1"]')
+        assert page.locator("#w-start").inner_text() == "6月2日 周二 20:00 开播"
+        assert page.locator("#w-start").is_visible() and not page.locator("#w-total").is_visible()
+        assert "¥0" not in page.locator("#w").inner_text()
+        start(server, session)
+        order(server, session, "APRICOT-5KG", 1)
+        page.wait_for_selector('#w[data-status="live"]')
+        page.wait_for_selector("#w-total", state="visible")
+        assert page.locator("#w-total").inner_text() == "¥70" and not page.locator("#w-start").is_visible()
+    finally:
+        context.close()
+
+
+def test_a_replaced_key_in_a_partner_page_shows_a_quiet_note(
+    browser: Any, server: Any, partner: str, widget_session: dict[str, Any]
+) -> None:
+    requests.post(f"{server.url}/api/v1/sessions/{widget_session['id']}/widget/rotate",
+                  headers=widget_session["headers"], timeout=5).raise_for_status()
+    context = browser.new_context(locale="zh-CN", viewport={"width": 900, "height": 900})
+    context.set_default_timeout(15_000)
+    try:
+        page = context.new_page()
+        page.goto(partner)
+        for frame in widget_frames(page, 2):
+            frame.wait_for_selector(".w-gone-text")
+            assert frame.locator("#w").inner_text() == "此挂件暂不可用"
     finally:
         context.close()

@@ -33,7 +33,7 @@ def test_page_shows_the_figures_escaped_with_a_strict_csp(client: Any, widget: d
     html = r.get_data(as_text=True)
     assert 'data-fen="14060"' in html  # 2 × 6980 + 100, server-rendered
     # The hostile title and product name are text: no tag of theirs reaches the page.
-    assert "<img" not in html and html.count("<script") == 4  # the data block and three script files
+    assert "<img" not in html and html.count("<script") == 5  # the data block and four script files
     assert "&lt;script&gt;alert(" in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     csp = r.headers["Content-Security-Policy"]
     assert "frame-ancestors *" in csp and "unsafe-inline" not in csp and "script-src 'self'" in csp
@@ -123,7 +123,8 @@ def test_widget_transfer_fits_the_budget(client: Any, widget: dict[str, Any]) ->
     html = page.get_data()
     total = len(gzip.compress(html))
     assets = re.findall(rb'(?:src|href)="(/static/[^"]+)"', html)
-    assert len(assets) == 4, assets  # the CSS, socket.io, live-join.js, widget.js
+    # The CSS, socket.io, live-join.js, money.js (the one money rule, shared with the pages), widget.js.
+    assert len(assets) == 5, assets
     for path in assets:
         r = client.get(path.decode())
         total += len(gzip.compress(r.get_data()))
@@ -179,3 +180,70 @@ def test_pages_and_static_files_go_out_gzipped(client: Any, widget: dict[str, An
     # The API's JSON is not compressed: its CPU goes to recording orders.
     api = client.get(f"/widget/{widget['widget_key']}.json", headers={"Accept-Encoding": "gzip"})
     assert "Content-Encoding" not in api.headers
+
+
+def _sell(host_api: Api, session_id: int, sku: str, quantity: int) -> None:
+    r = host_api.post(f"/api/v1/sessions/{session_id}/orders", json={"sku": sku, "quantity": quantity})
+    assert r.status_code == 201, r.json
+
+
+def test_goal_beyond_100_percent_shows_the_real_percentage(client: Any, host_api: Api) -> None:
+    """¥33.54万 of a ¥30万 goal: "111.8%" and "超额完成", not a bar stuck at 100 %."""
+    body = {**APRICOT_SESSION, "goal_fen": 30_000_000,
+            "products": [{"sku": "BIG", "name": "礼盒", "unit_price_fen": 33_540_000}]}
+    session = host_api.post("/api/v1/sessions", json=body).json
+    host_api.post(f"/api/v1/sessions/{session['id']}/start")
+    key = session["widget_key"]
+    html = client.get(f"/widget/{key}").get_data(as_text=True)
+    assert '<span class="w-pct" id="w-pct">0.0%</span>' in html and 'data-goal="open"' in html
+    assert "¥30.00万" in html  # the goal, in the big form
+    _sell(host_api, session["id"], "BIG", 1)
+    zh = client.get(f"/widget/{key}").get_data(as_text=True)
+    assert '<span class="w-pct" id="w-pct">111.8%</span>' in zh and 'data-goal="exceeded"' in zh
+    assert ">¥33.54万</div>" in zh and ">超额完成</span>" in zh
+    en = client.get(f"/widget/{key}?lang=en").get_data(as_text=True)
+    assert ">¥335.40K</div>" in en and ">Goal exceeded</span>" in en and "111.8%" in en
+
+
+def test_scheduled_session_shows_when_it_starts(client: Any, host_api: Api) -> None:
+    """In the session's own time zone and the widget's language, not ¥0.00."""
+    body = {**APRICOT_SESSION, "timezone": "Asia/Urumqi", "scheduled_start": "2026-06-02T12:30:00Z"}
+    session = host_api.post("/api/v1/sessions", json=body).json
+    assert session["status"] == "scheduled"
+    key = session["widget_key"]
+    zh = client.get(f"/widget/{key}").get_data(as_text=True)
+    assert 'data-status="scheduled"' in zh
+    assert '<div class="w-start" id="w-start">6月2日 周二 18:30 开播</div>' in zh  # UTC+6
+    en = client.get(f"/widget/{key}?lang=en").get_data(as_text=True)
+    assert '<div class="w-start" id="w-start">Starts Tue 2 Jun, 18:30</div>' in en
+    unplanned = host_api.post("/api/v1/sessions", json=APRICOT_SESSION).json
+    html = client.get(f"/widget/{unplanned['widget_key']}").get_data(as_text=True)
+    assert '<div class="w-start" id="w-start">尚未定开播时间</div>' in html
+    # Started: the total, no start line.
+    host_api.post(f"/api/v1/sessions/{session['id']}/start")
+    live = client.get(f"/widget/{key}").get_data(as_text=True)
+    assert 'data-status="live"' in live and "w-start" not in live.split("<body>")[1].split("<script")[0]
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_turned_off_or_replaced_key_shows_a_quiet_note_still_404(client: Any, host_api: Api,
+                                                                   widget: dict[str, Any], lang: str) -> None:
+    url = f"/api/v1/sessions/{widget['id']}/widget"
+    old = widget["widget_key"]
+    new = host_api.post(f"{url}/rotate").json["widget_key"]
+    assert host_api.patch(url, json={"enabled": False}).status_code == 200
+    note = {"zh": "此挂件暂不可用", "en": "This widget is not available"}[lang]
+    for key in (old, new, "x" * 20, "bad"):  # replaced, turned off, never existed, malformed
+        r = client.get(f"/widget/{key}?lang={lang}&theme=dark")
+        assert r.status_code == 404, key
+        html = r.get_data(as_text=True)
+        assert f'<p class="w-gone-text">{note}</p>' in html and 'class="theme-dark"' in html
+        assert "Not Found" not in html and "<script" not in html and " style=" not in html
+        assert "/static/css/widget.css" in html
+        csp = r.headers["Content-Security-Policy"]
+        assert "unsafe-inline" not in csp and "script-src 'self'" in csp and "frame-ancestors *" in csp
+        assert "Set-Cookie" not in r.headers
+        # The public JSON stays JSON.
+        j = client.get(f"/widget/{key}.json")
+        assert j.status_code == 404 and j.headers["Content-Type"] == "application/json"
+        assert j.json["error"]["code"] == "not_found"

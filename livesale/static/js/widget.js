@@ -14,11 +14,21 @@
   function set(id, text) { var el = $(id); if (el && el.textContent !== text) el.textContent = text; }
   if (data.accent) document.documentElement.style.setProperty("--accent", data.accent);
 
-  function money(fen) {
-    var yuan = fen / 100;
-    if (lang === "zh" && Math.abs(yuan) >= 10000) return "¥" + (Math.round(yuan / 100) / 100).toLocaleString("en-US") + "万";
-    var whole = fen % 100 === 0 && Math.abs(yuan) >= 1000;
-    return "¥" + yuan.toLocaleString("en-US", { minimumFractionDigits: whole ? 0 : 2, maximumFractionDigits: whole ? 0 : 2 });
+  function money(fen) { return window.LivesaleMoney.big(fen, lang); }
+
+  /* The goal bar: filled up to the goal; past it the bar stands for the total, the goal is a mark
+   * inside it and the overshoot beyond the mark has its own colour (111.8 %: the mark at 89 %). */
+  function goal(p) {
+    var w = $("w"), state = "open";
+    if (p.goal_fen && p.amount_fen >= p.goal_fen) state = p.amount_fen > p.goal_fen ? "exceeded" : "reached";
+    if (w.getAttribute("data-goal") !== state) w.setAttribute("data-goal", state);
+    if (!p.goal_fen || !$("w-fill")) return;
+    var over = p.amount_fen > p.goal_fen;
+    var fill = over ? p.goal_fen * 100 / p.amount_fen : Math.max(0, p.amount_fen) * 100 / p.goal_fen;
+    $("w-fill").style.width = fill.toFixed(2) + "%";
+    $("w-over").style.width = over ? (100 - fill).toFixed(2) + "%" : "0";
+    set("w-pct", window.LivesaleMoney.percent(p.amount_fen, p.goal_fen));
+    set("w-done", state === "exceeded" ? t.exceeded : state === "reached" ? t.reached : "");
   }
 
   function crossed(before, after) {
@@ -44,11 +54,8 @@
     set("w-total", money(p.amount_fen));
     if ($("w-total")) $("w-total").setAttribute("data-fen", String(p.amount_fen));
     set("w-orders", String(p.orders));
-    if (p.goal_fen && $("w-fill")) {
-      var pct = Math.min(100, Math.floor(p.amount_fen * 100 / p.goal_fen));
-      $("w-fill").style.width = pct + "%";
-      set("w-pct", pct + "%");
-    }
+    if (p.status && root.getAttribute("data-status") !== p.status) root.setAttribute("data-status", p.status);
+    goal(p);
     var list = $("w-products");
     if (list && p.products) {
       list.textContent = "";
@@ -125,14 +132,17 @@
     });
     socket.on("disconnect", function () { connected = false; tick(); });
     socket.on("connect_error", function () { connected = false; startPolling(); tick(); });
-    socket.on("totals", accept);
+    socket.on("totals", function (p) {
+      root.setAttribute("data-joined", "1");  // the room's snapshot came: pushes will follow (tests wait on it)
+      accept(p);
+    });
     socket.on("orders", addLatest);
     socket.on("revoked", function () { revoked = true; socket.disconnect(); stopPolling(); tick(); });
     window.setTimeout(function () { if (!connected) startPolling(); }, 5000);
   } else {
     startPolling();
   }
-  if ($("w-fill")) $("w-fill").style.width = $("w-fill").getAttribute("data-pct") + "%";
+  goal(shown);
   window.setInterval(tick, 1000);
   window.addEventListener("resize", fit);
   fit();
