@@ -75,7 +75,7 @@ def test_an_official_filters_reports_compares_and_downloads(
     page.click(f'#sessions tr[data-session="{first_id}"] a')
     page.wait_for_url(f"{server.url}/sessions/{first_id}")
     assert page.locator('[data-figure="amount_fen"]').get_attribute("data-value") == str(total(first_paid))
-    page.wait_for_function("() => document.querySelectorAll('.chart svg').length >= 4")
+    page.wait_for_function("() => document.querySelectorAll('.rchart svg').length >= 4")
     assert page.locator("#orders tr.refunded").count() == 2
 
     # The orders CSV: a BOM, then every order; the paid ones sum to the total.
@@ -100,7 +100,7 @@ def test_an_official_filters_reports_compares_and_downloads(
     for sid, paid in sessions[:3]:
         cell = page.locator(f'#comparison tr[data-figure="amount_fen"] td[data-value="{total(paid)}"]')
         assert cell.count() == 1, sid
-    page.wait_for_function("() => document.querySelectorAll('.chart svg').length >= 3")
+    page.wait_for_function("() => document.querySelectorAll('.rchart svg').length >= 3")
     with page.expect_download() as download:
         page.click("#compare-csv")
     compared = tmp_path / "compare.csv"

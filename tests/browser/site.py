@@ -1,0 +1,145 @@
+"""A realistic site for the layout and accessibility tests: every page, with the data people really have.
+
+Six ended sessions with 60-character titles and hundreds of orders each (one of them with more than a
+page of orders, for "orders 1–100 of N"), a live one and a scheduled one, all recorded through the core
+API in batches; then the list of pages a host, an official, an admin and a partner open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from typing import Any
+
+from tests.conftest import Users
+
+PASSWORD = "correct horse battery"
+SIZES = [(390, 844), (1366, 768), (1920, 1080)]
+LANGS = {"zh": "zh-CN", "en": "en-US"}
+
+PRODUCTS = [
+    {"sku": "APRICOT-5KG", "name": "疏附县小白杏 鲜果 2.5公斤装（当天现摘现发）", "unit": "2.5 kg box",
+     "unit_price_fen": 6980, "stock": 800},
+    {"sku": "DRIED-1KG", "name": "杏干 1公斤", "unit": "1 kg bag", "unit_price_fen": 5900},
+    {"sku": "KERNEL-500G", "name": "甜杏仁 500克", "unit": "500 g jar", "unit_price_fen": 4580},
+    {"sku": "JUJUBE-2KG", "name": "若羌灰枣 特级 2公斤", "unit": "2 kg box", "unit_price_fen": 8800},
+    {"sku": "GIFT-BOX", "name": "新疆干果礼盒（杏干 核桃 葡萄干 巴旦木）", "unit": "gift box",
+     "unit_price_fen": 16800, "stock": 60},
+]
+REGIONS = ["浙江省 杭州市", "广东省 深圳市", "北京市", "上海市", "江苏省 南京市", "四川省 成都市", "湖北省 武汉市",
+           "新疆维吾尔自治区 乌鲁木齐市", "山东省 青岛市", "福建省 厦门市", "河南省 郑州市", "陕西省 西安市",
+           "湖南省 长沙市", "天津市", "重庆市", "辽宁省 大连市", "内蒙古自治区 呼和浩特市", ""]
+
+
+def long_title(n: int) -> str:
+    """A 60-character session title, as hosts write them."""
+    base = f"喀什地区疏附县托克扎克镇第{n}场小白杏鲜杏杏干甜杏仁若羌灰枣新疆干果礼盒助农直播带货专场（村集体合作社×县融媒体中心联合）"
+    return (base * 2)[:60]
+
+
+@dataclasses.dataclass
+class Site:
+    ended: list[int]
+    big: int  # an ended session with more than 100 orders
+    big_orders: int
+    live: int
+    scheduled: int
+    widget_key: str
+
+    def pages(self) -> list[tuple[str, str]]:
+        """(name, path) of every page an admin opens."""
+        ids = ",".join(map(str, self.ended))
+        return [
+            ("home", "/"),
+            ("sessions", "/sessions"),
+            ("report-ended", f"/sessions/{self.big}"),
+            ("report-live", f"/sessions/{self.live}"),
+            ("report-scheduled", f"/sessions/{self.scheduled}"),
+            ("compare", f"/compare?ids={ids}"),
+            ("admin", "/admin/users"),
+            ("console", f"/console/{self.live}"),
+            ("live", f"/live/{self.live}"),
+            ("kiosk", f"/live/{self.live}?kiosk=1"),
+            ("widget", f"/widget/{self.widget_key}"),
+            ("error-404", "/sessions/999999"),
+        ]
+
+
+def _session(api: Any, *, title: str, orders: int, seed: int, end: bool, start: bool = True,
+             goal_fen: int = 30_000_000) -> int:
+    created = api.post("/api/v1/sessions", json={
+        "title": title, "village": "疏附县托克扎克镇", "hosts": ["阿依古丽", "买买提"], "platform": "douyin",
+        "goal_fen": goal_fen, "products": PRODUCTS, "scheduled_start": "2031-06-18T12:00:00Z",
+    })
+    assert created.status_code == 201, created.json
+    sid = created.json["id"]
+    if not start:
+        return sid
+    assert api.post(f"/api/v1/sessions/{sid}/start").status_code == 200
+    rng = random.Random(seed)
+    batch = [{"sku": rng.choices([p["sku"] for p in PRODUCTS], weights=[6, 3, 2, 2, 1])[0],
+              "quantity": rng.choice([1, 1, 1, 2, 2, 3, 5]), "buyer_region": rng.choice(REGIONS),
+              "external_id": f"{seed}-{i}"} for i in range(orders)]
+    recorded = api.post(f"/api/v1/sessions/{sid}/orders", json={"orders": batch})
+    assert recorded.status_code == 201, recorded.json
+    for victim in recorded.json["orders"][:3]:
+        assert api.post(f"/api/v1/sessions/{sid}/orders/{victim['id']}/refund").status_code == 200
+    if end:
+        assert api.post(f"/api/v1/sessions/{sid}/end").status_code == 200
+    return sid
+
+
+def build_site(users: Users) -> Site:
+    host = users.api("host")
+    users.token("admin")
+    users.token("official")
+    counts = [412, 263, 187, 151, 338, 226]
+    ended = [_session(host, title=long_title(i + 1), orders=n, seed=i, end=True) for i, n in enumerate(counts)]
+    live = _session(host, title=long_title(7), orders=240, seed=7, end=False)
+    scheduled = _session(host, title=long_title(8), orders=0, seed=8, end=False, start=False)
+    key = host.get(f"/api/v1/sessions/{live}").json["widget_key"]
+    return Site(ended=ended, big=ended[0], big_orders=counts[0], live=live, scheduled=scheduled, widget_key=key)
+
+
+def log_in(page: Any, base: str, name: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill('input[name="name"]', name)
+    page.fill('input[name="password"]', PASSWORD)
+    page.click('form button[type="submit"]')
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+# Pages are measured once they are drawn: fonts loaded, every chart an SVG.
+READY = """() => document.fonts.status === 'loaded' &&
+  Array.from(document.querySelectorAll('[data-chart]')).every(el => el.querySelector('svg'))"""
+
+
+def open_page(page: Any, url: str) -> int:
+    response = page.goto(url, wait_until="load")
+    page.wait_for_function(READY, timeout=20_000)
+    return response.status if response is not None else 0
+
+
+def every_page(browser: Any, base: str, site: Site, *, sizes: list[tuple[int, int]],
+               visit: Callable[[Any, str, str, tuple[int, int]], None]) -> None:
+    """Calls ``visit(page, name, lang, size)`` on every page, one browser context per size and language:
+    the login page anonymously, every page as the admin, the 403 page as an official."""
+    for size in sizes:
+        for lang, locale in LANGS.items():
+            context = browser.new_context(locale=locale, viewport={"width": size[0], "height": size[1]})
+            context.set_default_timeout(20_000)
+            try:
+                page = context.new_page()
+                open_page(page, f"{base}/login")
+                visit(page, "login", lang, size)
+                log_in(page, base, "admin")
+                for name, path in site.pages():
+                    open_page(page, base + path)
+                    visit(page, name, lang, size)
+                context.clear_cookies()
+                log_in(page, base, "official")
+                assert open_page(page, f"{base}/admin/users") == 403
+                visit(page, "error-403", lang, size)
+            finally:
+                context.close()
