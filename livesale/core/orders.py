@@ -526,3 +526,23 @@ def list_orders(
         rows = conn.execute(query.order_by(o.c.created_at, o.c.id).limit(limit + 1)).all()
     page = [order_view(r._mapping) for r in rows[:limit]]
     return page, (page[-1]["id"] if len(rows) > limit else None)
+
+
+def count_orders(store: Store, *, session_id: int, through: str | None = None) -> int:
+    """How many orders a session holds, refunded ones too; with ``through`` (an order id, a page's cursor),
+    how many come up to and including that order in the listing's order (for "orders 101–200 of N")."""
+    o = t.orders
+    query = sa.select(sa.func.count()).select_from(o).where(o.c.session_id == session_id)
+    with store.db.connect() as conn:
+        if through:
+            try:
+                anchor_id = uuid.UUID(through)
+            except ValueError:
+                return 0
+            anchor = conn.execute(
+                sa.select(o.c.created_at, o.c.id).where(o.c.id == anchor_id, o.c.session_id == session_id)
+            ).first()
+            if anchor is None:
+                return 0
+            query = query.where(sa.tuple_(o.c.created_at, o.c.id) <= sa.tuple_(anchor[0], anchor[1]))
+        return int(conn.execute(query).scalar_one())

@@ -38,7 +38,7 @@ from .widget import revoke_viewers
 bp = Blueprint("review", __name__)
 
 PAGE_SIZE = 25
-ORDERS_PAGE = 50
+ORDERS_PAGE = 100
 REVIEW_TZ = ZoneInfo("Asia/Shanghai")
 
 
@@ -107,13 +107,21 @@ def report(session_id: int) -> ResponseReturnValue:
     info = _session_for(session_id)
     sf = session_figures(backend.store, info=info)
     figures = compare_service.key_figures(sf)
+    if info.status == "scheduled":
+        # Nothing has happened yet: "—", not "¥0.00" and "0.0%" as if the session had sold nothing.
+        figures = dict.fromkeys(figures)
     after = request.args.get("after") or None
     try:
         orders, next_cursor = order_service.list_orders(
             backend.store, session_id=info.id, after=after, limit=ORDERS_PAGE
         )
     except InvalidInput:
+        after = None
         orders, next_cursor = order_service.list_orders(backend.store, session_id=info.id, limit=ORDERS_PAGE)
+    # Which orders this page lists, out of how many: "orders 101–200 of 2,325".
+    first = order_service.count_orders(backend.store, session_id=info.id, through=after) + 1 if after else 1
+    orders_span = {"first": first, "last": first + len(orders) - 1,
+                   "total": order_service.count_orders(backend.store, session_id=info.id)}
     for order in orders:
         created = datetime.fromisoformat(order["created_at"].replace("Z", "+00:00"))
         order["local_time"] = local_time(created, info.timezone)
@@ -138,6 +146,7 @@ def report(session_id: int) -> ResponseReturnValue:
         widget=_widget_panel(info), can_manage=_can_manage(info),
         timeline=sf.figures.timeline(), cumulative=compare_service.cumulative(sf),
         products=products, regions=regions, orders=orders, next_cursor=next_cursor, names=names,
+        orders_span=orders_span,
     )
 
 

@@ -74,7 +74,7 @@
     if (!el || el.nodeType !== 1) throw new Error("LivesaleCharts: not an element");
     if (!el.clientHeight && defaultHeight) el.style.height = defaultHeight + "px";
     option.animation = !printing();
-    option.color = [accent()].concat(PALETTE.slice(1));
+    option.color = seriesColors();
     option.textStyle = { fontFamily: fontFamily(el) };
     var chart = window.echarts.getInstanceByDom(el);
     if (chart) {
@@ -105,6 +105,51 @@
              textStyle: { color: MUTED, fontSize: 14, fontWeight: "normal" } };
   }
 
+  /* Nothing to draw (a session not started yet): "No data" and bare axes, not ticks of ¥0.01 made up by
+     the scale of an empty chart. */
+  function empty(option, lang) {
+    option.title = noData(lang);
+    [option.xAxis, option.yAxis].forEach(function (axis) {
+      axis.axisLabel = Object.assign({}, axis.axisLabel, { show: false });
+      axis.name = "";
+      if (axis.type === "value") { axis.min = 0; axis.max = 1; axis.splitLine = { show: false }; }
+    });
+    return option;
+  }
+
+  /* Series names go in a legend of our own under the chart's caption: it wraps long titles onto more lines
+     where ECharts' own legend would page them ("1/3"). */
+  function htmlLegend(el, names, colors) {
+    var list = el.previousElementSibling;
+    if (!list || !list.classList || !list.classList.contains("rlegend")) {
+      list = document.createElement("ul");
+      list.className = "rlegend";
+      el.parentNode.insertBefore(list, el);
+    }
+    list.textContent = "";
+    if (names.length < 2) { list.hidden = true; return; }
+    list.hidden = false;
+    names.forEach(function (name, i) {
+      var item = document.createElement("li");
+      var swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.setAttribute("aria-hidden", "true");
+      swatch.style.background = colors[i % colors.length];
+      item.appendChild(swatch);
+      item.appendChild(document.createTextNode(name));
+      list.appendChild(item);
+    });
+  }
+
+  function seriesColors() {
+    return [accent()].concat(PALETTE.slice(1));
+  }
+
+  /* Room for category names (products, regions): about a third of the chart, at least 5 characters. */
+  function labelWidth(el) {
+    return Math.max(72, Math.min(200, Math.round((el.clientWidth || 600) * 0.32)));
+  }
+
   function moneyAxis(lang, name) {
     return { type: "value", name: name, nameTextStyle: { color: MUTED, align: "left" },
              axisLabel: { formatter: tick(lang) } };
@@ -125,12 +170,11 @@
     series = series || [];
     var last = 0;
     series.forEach(function (s) { last = Math.max(last, (s.values || []).length); });
-    var legend = series.length > 1;
     var option = {
-      grid: { left: 12, right: 24, top: legend ? 48 : 32, bottom: 36, containLabel: true },
-      legend: { show: legend, top: 0, type: "scroll" },
+      grid: { left: 12, right: 24, top: 32, bottom: 36, containLabel: true },
+      legend: { show: false },
       tooltip: {
-        trigger: "axis",
+        trigger: "axis", confine: true,
         formatter: function (params) {
           if (!params.length) return "";
           var out = esc(TEXT[lang].minute(params[0].value[0]));
@@ -150,7 +194,8 @@
     option.xAxis.min = 0;
     option.xAxis.max = Math.max(last, 1);
     option.xAxis.minInterval = 1;
-    if (!series.some(function (s) { return (s.values || []).length; })) option.title = noData(lang);
+    if (!series.some(function (s) { return (s.values || []).length; })) empty(option, lang);
+    htmlLegend(el, option.series.map(function (s) { return s.name; }), seriesColors());
     return draw(el, option, lang, 320);
   }
 
@@ -187,14 +232,14 @@
       series: [{ type: "bar", name: TEXT[lang].perMinute, barCategoryGap: "20%", data: data }],
     };
     option.xAxis.data = minutes;
-    if (!data.length) option.title = noData(lang);
+    if (!data.length) empty(option, lang);
     return draw(el, option, lang, 260);
   }
 
-  function categoryAxis(categories) {
+  function categoryAxis(categories, el) {
     return { type: "category", data: categories, inverse: true,  // the first category on top
              axisTick: { show: false },
-             axisLabel: { width: 140, overflow: "truncate" } };
+             axisLabel: { width: labelWidth(el), overflow: "truncate", interval: 0 } };
   }
 
   /* Horizontal bars of items = [{label, amount_fen}], largest on top. */
@@ -211,13 +256,14 @@
         formatter: function (p) { return esc(p.name) + row(p.marker, TEXT[lang].sales, money(p.value, lang)); },
       },
       xAxis: { type: "value", axisLabel: { formatter: tick(lang) } },
-      yAxis: categoryAxis(sorted.map(function (s) { return s.label; })),
+      yAxis: categoryAxis(sorted.map(function (s) { return s.label; }), el),
       series: [{ type: "bar", name: TEXT[lang].sales, barMaxWidth: 28,
                  label: { show: true, position: "right", formatter: function (p) { return money(p.value, lang); } },
                  data: sorted.map(function (s) { return s.fen; }) }],
     };
-    if (!sorted.length) option.title = noData(lang);
-    return draw(el, option, lang, Math.max(120, 40 + 32 * sorted.length));
+    if (!sorted.length) empty(option, lang);
+    el.style.height = Math.max(200, 40 + 32 * sorted.length) + "px";  // a bar each, however many
+    return draw(el, option, lang);
   }
 
   /* Sessions side by side per category: categories = labels, series = [{name, values: [fen per category]}]. */
@@ -225,12 +271,11 @@
     var lang = langOf(opts);
     categories = (categories || []).map(function (c) { return String(c); });
     series = series || [];
-    var legend = series.length > 1;
     var option = {
-      grid: { left: 12, right: 72, top: legend ? 40 : 12, bottom: 12, containLabel: true },
-      legend: { show: legend, top: 0, type: "scroll" },
+      grid: { left: 12, right: 72, top: 12, bottom: 12, containLabel: true },
+      legend: { show: false },
       tooltip: {
-        trigger: "axis", axisPointer: { type: "shadow" },
+        trigger: "axis", axisPointer: { type: "shadow" }, confine: true,
         formatter: function (params) {
           if (!params.length) return "";
           var out = esc(params[0].name);
@@ -239,7 +284,7 @@
         },
       },
       xAxis: { type: "value", axisLabel: { formatter: tick(lang) } },
-      yAxis: categoryAxis(categories),
+      yAxis: categoryAxis(categories, el),
       series: series.map(function (s) {
         var values = s.values || [];
         return { type: "bar", name: String(s.name === undefined ? "" : s.name), barMaxWidth: 20,
@@ -247,9 +292,11 @@
                  data: categories.map(function (c, i) { return int(values[i]); }) };
       }),
     };
-    if (!categories.length) option.title = noData(lang);
-    var height = 40 + categories.length * Math.max(1, series.length) * 18 + categories.length * 14 + (legend ? 28 : 0);
-    return draw(el, option, lang, Math.max(120, height));
+    if (!categories.length) empty(option, lang);
+    htmlLegend(el, option.series.map(function (s) { return s.name; }), seriesColors());
+    var height = 40 + categories.length * Math.max(1, series.length) * 18 + categories.length * 14;
+    el.style.height = Math.max(200, height) + "px";  // room for every session's bar in every category
+    return draw(el, option, lang);
   }
 
   /* A tiny line of fen per minute for a list row: no axes, no tooltip, no interaction. */

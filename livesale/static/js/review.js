@@ -1,3 +1,24 @@
+/* Review pages: a hint on tables wider than their box (they scroll sideways inside it). */
+(function () {
+  "use strict";
+  function markOverflowing() {
+    Array.prototype.forEach.call(document.querySelectorAll(".table-box"), function (box) {
+      var scroller = box.querySelector(".table-scroll");
+      if (!scroller) return;
+      if (scroller.scrollWidth > scroller.clientWidth + 1) box.setAttribute("data-overflowing", "");
+      else box.removeAttribute("data-overflowing");
+    });
+  }
+  var pending = false;
+  window.addEventListener("resize", function () {
+    if (pending) return;
+    pending = true;
+    window.requestAnimationFrame(function () { pending = false; markOverflowing(); });
+  });
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", markOverflowing);
+  else markOverflowing();
+})();
+
 /* The sessions list: tick 2 to 6 sessions and compare them. */
 (function () {
   "use strict";
