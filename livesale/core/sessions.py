@@ -245,6 +245,12 @@ def _sold_skus(conn: sa.Connection, session_id: int) -> set[str]:
     return set(conn.execute(sa.select(o.c.sku).where(o.c.session_id == session_id).distinct()).scalars())
 
 
+def skus_with_orders(store: Store, *, session_id: int) -> set[str]:
+    """The session's SKUs that have sold (their price can no longer change)."""
+    with store.db.connect() as conn:
+        return _sold_skus(conn, session_id)
+
+
 #: Fields fixed once a session has started: when it was planned to start, and the zone its times are read in.
 FIXED_ONCE_STARTED = ("scheduled_start", "timezone")
 

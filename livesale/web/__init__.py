@@ -8,12 +8,12 @@ from typing import Any
 import orjson
 import redis
 import sqlalchemy as sa
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, request
 from flask.json.provider import JSONProvider
 
 from livesale.extensions import backend
 
-from . import admin, api, errors, i18n, limits, login, names, observe, pages, review, static, widget
+from . import admin, api, errors, home, i18n, limits, login, manage, names, observe, pages, review, static, widget
 
 
 class OrjsonProvider(JSONProvider):
@@ -71,8 +71,10 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(review.bp)
+    app.register_blueprint(manage.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(widget.bp)
+    home.init_app(app)
 
     @app.get("/livez")
     def livez() -> Response:
@@ -96,11 +98,6 @@ def init_app(app: Flask) -> None:
         response = jsonify(status)
         response.status_code = 200 if set(status.values()) == {"ok"} else 503
         return response
-
-    @app.get("/")
-    def index() -> str:
-        """A landing page pointing at the API."""
-        return render_template("index.html")
 
     @app.after_request
     def _security_headers(response: Response) -> Response:

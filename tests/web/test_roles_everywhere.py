@@ -136,6 +136,19 @@ def page_change(status: str, tail: str) -> Build:
     return build
 
 
+NEW_SESSION_FORM = {"title": "新场次", "products-0-sku": "A-1", "products-0-name": "杏", "products-0-price_yuan": "¥69.80"}
+LIVE_PRODUCTS = {f"products-{i}-{k}": str(v if k != "unit_price_fen" else f"{v / 100:.2f}")
+                 for i, p in enumerate(APRICOT_SESSION["products"]) for k, v in p.items()}
+LIVE_PRODUCTS = {k.replace("unit_price_fen", "price_yuan"): v for k, v in LIVE_PRODUCTS.items()}
+
+
+def page_form(status: str, tail: str, form: dict[str, str]) -> Build:
+    """A page form of the session pages (edit, delete) on a session of the host."""
+    def build(w: World, fresh: bool) -> Request:
+        return Request("POST", f"/sessions/{w.session(status, fresh)['id']}{tail}", form=dict(form))
+    return build
+
+
 def on(which: str, template: str) -> Build:
     """A GET on one of the shared sessions (``{id}``, ``{key}``; ``{other}`` is the ended one)."""
     def build(w: World, fresh: bool) -> Request:
@@ -184,7 +197,7 @@ MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
     # No LIVESALE_METRICS_TOKEN in tests: open (nginx keeps it off the public address; see test_operations).
     ("/metrics", "GET"): [(static("/metrics"), PUBLIC)],
     # --- public pages and files ---
-    ("/", "GET"): [(static("/"), PUBLIC)],
+    ("/favicon.ico", "GET"): [(static("/favicon.ico"), PUBLIC)],
     ("/login", "GET"): [(static("/login"), PUBLIC)],
     # A wrong password: the form answers anyone (with its error). A new name each time: failed logins
     # are rate-limited per name.
@@ -197,6 +210,7 @@ MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
     ("/widget/<key>", "GET"): [(on("live", "/widget/{key}"), PUBLIC), (on("ended", "/widget/{key}?lang=en"), PUBLIC)],
     ("/widget/<key>.json", "GET"): [(on("live", "/widget/{key}.json"), PUBLIC)],
     # --- pages behind the login ---
+    ("/", "GET"): [(static("/"), LOGGED_IN)],
     ("/logout", "POST"): [(lambda w, fresh: Request("POST", "/logout", form={}), LOGGED_IN)],
     ("/sessions", "GET"): [(static("/sessions"), LOGGED_IN)],
     ("/compare", "GET"): [(static("/compare"), LOGGED_IN), (on("live", "/compare?ids={id},{other}"), READ)],
@@ -211,6 +225,22 @@ MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
     ],
     ("/sessions/<int:session_id>/widget", "POST"): [(page_change("live", "/widget"), MANAGE)],
     ("/sessions/<int:session_id>/widget/rotate", "POST"): [(page_change("live", "/widget/rotate"), MANAGE)],
+    # --- managing sessions (H3) ---
+    ("/sessions/new", "GET"): [(static("/sessions/new"), CREATE), (on("ended", "/sessions/new?from={id}"), MANAGE)],
+    ("/sessions/new", "POST"): [(lambda w, fresh: Request("POST", "/sessions/new", form=NEW_SESSION_FORM), CREATE)],
+    ("/sessions/<int:session_id>/edit", "GET"): [(on("scheduled", "/sessions/{id}/edit"), MANAGE),
+                                                 (on("live", "/sessions/{id}/edit"), MANAGE)],
+    ("/sessions/<int:session_id>/edit", "POST"): [(page_form("scheduled", "/edit", NEW_SESSION_FORM), MANAGE),
+                                                  (page_form("live", "/edit", {"title": "改名", "goal_yuan": "1",
+                                                                               **LIVE_PRODUCTS}), MANAGE)],
+    ("/sessions/<int:session_id>/delete", "GET"): [(on("scheduled", "/sessions/{id}/delete"), MANAGE)],
+    ("/sessions/<int:session_id>/delete", "POST"): [(page_form("scheduled", "/delete", {"confirm": "yes"}), MANAGE)],
+    ("/api/v1/sessions/<int:session_id>", "PATCH"): [
+        (change("live", "", method="PATCH", json={"goal_fen": 1}), MANAGE),
+        (change("scheduled", "", method="PATCH", json={"title": "改名", "products": APRICOT_SESSION["products"]}),
+         MANAGE),
+    ],
+    ("/api/v1/sessions/<int:session_id>", "DELETE"): [(change("scheduled", "", method="DELETE"), MANAGE)],
     ("/admin/users", "GET"): [(static("/admin/users"), ADMIN)],
     ("/admin/users", "POST"): [(lambda w, fresh: Request("POST", "/admin/users", form={
         "name": f"new-{next(w.names)}", "role": "official", "password": "a long password"}), ADMIN)],
