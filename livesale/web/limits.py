@@ -49,7 +49,7 @@ from livesale.core.auth import hash_token
 from livesale.extensions import backend
 
 from . import auth
-from .errors import error_response, wants_json
+from .errors import error_page, error_response, wants_json
 from .i18n import lang
 from .login import current_actor
 
@@ -65,6 +65,7 @@ EXEMPT_VIEWS = ("healthz", "livez", "metrics_view")
 _OFF = {"", "off", "none", "0"}
 TOKEN_SCOPE = "api-token"
 
+#: The widget's 429 page (people's pages get web.errors' page).
 PAGE = """<!doctype html>
 <html lang="{{ 'zh-CN' if zh else 'en' }}">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -316,9 +317,11 @@ def _too_many_requests(exc: TooManyRequests) -> Response:
     seconds = retry_after(current_app.extensions[EXTENSION], exc)
     if wants_json() or request.path.endswith(".json"):
         response = error_response(429, f"too many requests ({exc.description}); retry in {seconds} s")
-    else:
+    elif request.blueprint == "widget":  # inside partners' pages: a bare page that sets no cookie
         html = render_template_string(PAGE, zh=lang() == "zh", retry_after=seconds)
         response = Response(html, status=429, mimetype="text/html")
+    else:  # people: the site's error page (web.errors), like every other error
+        response = error_page(429, retry_after=seconds)
     response.headers["Retry-After"] = str(seconds)
     response.headers["Cache-Control"] = "no-store"
     if request.blueprint == "widget":  # partners' pages read the widget's answers cross-origin

@@ -72,7 +72,7 @@ def test_orders_and_reads_answer_503_with_retry_after_while_the_database_is_down
             assert response.headers["X-Request-ID"] in error["message"]
         page = client.get(f"/live/{live_session['id']}")
         assert page.status_code == 503 and page.headers["Retry-After"] == "2"
-        assert "database is unavailable" in page.text
+        assert "数据库" in page.text and page.headers["X-Request-ID"] in page.text  # the error page, in Chinese
         assert client.get("/healthz").status_code == 503
     after = scrape(client)
     assert delta(before, after, "livesale_database_unavailable_total{}") == 4  # three API calls and the page
