@@ -111,6 +111,7 @@
     option.title = noData(lang);
     [option.xAxis, option.yAxis].forEach(function (axis) {
       axis.axisLabel = Object.assign({}, axis.axisLabel, { show: false });
+      axis.axisTick = { show: false };
       axis.name = "";
       if (axis.type === "value") { axis.min = 0; axis.max = 1; axis.splitLine = { show: false }; }
     });
