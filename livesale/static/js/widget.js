@@ -54,6 +54,7 @@
     set("w-total", money(p.amount_fen));
     if ($("w-total")) $("w-total").setAttribute("data-fen", String(p.amount_fen));
     set("w-orders", String(p.orders));
+    set("w-orders-label", p.orders === 1 ? t.order : t.orders);
     if (p.status && root.getAttribute("data-status") !== p.status) root.setAttribute("data-status", p.status);
     goal(p);
     var list = $("w-products");
@@ -77,11 +78,22 @@
     tick();
   }
 
+  /* The orders already listed: a (re)join sends the latest again, which the first paint already shows. */
+  var seen = {};
+  function orderKey(at, quantity, name) { return at + "|" + quantity + "|" + name; }
+  if ($("w-latest")) {
+    Array.prototype.forEach.call($("w-latest").children, function (li) { seen[li.getAttribute("data-key")] = true; });
+  }
+
   function addLatest(entries) {
     var list = $("w-latest");
     if (!list) return;
     entries.forEach(function (e) {
+      var k = orderKey(e.at_ms, e.quantity, e.name);
+      if (seen[k]) return;
+      seen[k] = true;
       var li = document.createElement("li");
+      li.setAttribute("data-key", k);
       li.textContent = e.quantity + " × " + e.name;
       list.insertBefore(li, list.firstChild);
     });
