@@ -120,6 +120,9 @@ def test_embedded_widget_goes_live_celebrates_and_stops_on_a_new_key(
         for frame in (light, transparent):
             # Server-rendered: the figures are there at once, before any push.
             frame.wait_for_selector(f'#w-total[data-fen="{2 * PRICE}"]')
+        # Joined: the room's snapshot repeats the latest orders, which the first paint already listed once.
+        light.wait_for_selector('#w[data-joined="1"]')
+        assert light.locator("#w-latest li").count() == 1
         # The iframe was fitted to its content (postMessage), not left at its first 120 px.
         page.wait_for_function("document.querySelector('#one iframe').style.height !== '120px'")
 
