@@ -263,7 +263,7 @@ def test_scheduled_widget_shows_its_start_then_goes_live(browser: Any, server: A
         start(server, session)
         order(server, session, "APRICOT-5KG", 1)
         page.wait_for_selector('#w[data-status="live"]')
-        page.wait_for_selector("#w-total", state="visible")
+        page.wait_for_selector(f'#w-total[data-fen="{PRICE}"]', state="visible")
         assert page.locator("#w-total").inner_text() == "¥70" and not page.locator("#w-start").is_visible()
     finally:
         context.close()
