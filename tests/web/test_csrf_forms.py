@@ -79,7 +79,9 @@ class FormParser(HTMLParser):
         if tag == "form":
             action = urljoin(self.page_url, attrs.get("action") or self.page_url)
             self.form = Form(method=(attrs.get("method") or "get").upper(), action=action, attrs=attrs)
-            self.forms.append(self.form)
+            # A ``method="dialog"`` form only closes its <dialog> in the browser: nothing is sent.
+            if self.form.method != "DIALOG":
+                self.forms.append(self.form)
             return
         if tag == "option" and self.select is not None:
             self.select[1].append((attrs.get("value", ""), "selected" in attrs))
