@@ -89,13 +89,16 @@ def latest_orders(store: Store, *, info: SessionInfo, count: int = 20) -> list[F
 
     While live they come from the Redis feed; once ended from SQL, because the
     feed is discarded with the live totals at the end (an ended session's screen
-    must still show its last orders). Refunded orders are not among an ended
-    session's last orders: its figures do not count them either.
+    must still show its last orders), or when Redis lost the feed. Refunded
+    orders are not among them: the figures do not count them either.
     """
     if info.status == "scheduled":
         return []
     if info.status == "live":
-        return store.totals.read_feed(session_id=info.id, count=count)
+        entries = store.totals.read_feed(session_id=info.id, count=count)
+        if entries:
+            return entries
+        # An empty feed with orders sold: Redis lost it (restarted, flushed); SQL still has them.
     o = t.orders
     query = (
         sa.select(o.c.sku, o.c.quantity, o.c.buyer_region, o.c.created_at)
