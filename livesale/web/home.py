@@ -25,8 +25,6 @@ from .login import current_actor
 LIVE_MAX = 12
 SCHEDULED_MAX = 5
 ENDED_MAX = 5
-#: The blueprint endpoint of the "new session" page; the button shows once it exists.
-NEW_SESSION = "manage.new_session"
 
 
 def _sessions(status: str, *, limit: int, newest_first: bool) -> list[review_service.ReviewRow]:
@@ -54,9 +52,6 @@ def index() -> ResponseReturnValue:
         scheduled=_sessions("scheduled", limit=SCHEDULED_MAX, newest_first=False),
         ended=_sessions("ended", limit=ENDED_MAX, newest_first=True),
         can_create=actor.can_write,
-        new_session_endpoint=NEW_SESSION if NEW_SESSION in current_app.view_functions else None,
-        # The one money formatter (static/js/money.js) is loaded before common.js once it is there.
-        money_js=(Path(current_app.static_folder or "") / "js" / "money.js").exists(),
     )
 
 

@@ -88,6 +88,26 @@ def test_ended_session_pushes_final_results(
     assert final[-1]["version"] > live_version
 
 
+def test_screens_waiting_for_a_scheduled_session_learn_its_start_without_an_order(
+    app: Any, users: Users, host_api: Api, ticker: Any
+) -> None:
+    from tests.conftest import APRICOT_SESSION
+
+    created = host_api.post("/api/v1/sessions", json=APRICOT_SESSION).json
+    viewer = connect(app, users.token("official"))
+    viewer.emit("join", {"session": created["id"]}, namespace="/live")
+    widget = connect(app)
+    widget.emit("join", {"widget": created["widget_key"]}, namespace="/live")
+    assert events(viewer, "totals")[0]["status"] == "scheduled"
+    assert events(widget, "totals")[0]["status"] == "scheduled"
+    ticker.tick()  # whatever a first tick sends (a heartbeat) goes before the start
+    events(viewer, "totals"), events(widget, "totals")
+    assert host_api.post(f"/api/v1/sessions/{created['id']}/start").status_code == 200
+    ticker.tick()
+    assert [t["status"] for t in events(viewer, "totals")] == ["live"]
+    assert [t["status"] for t in events(widget, "totals")] == ["live"]
+
+
 def test_widget_key_joins_read_only_without_login(app: Any, live_session: dict[str, Any], host_api: Api,
                                                   ticker: Any) -> None:
     client = connect(app)

@@ -74,14 +74,14 @@ def test_an_admin_may_open_every_console(client: Any, users: Users) -> None:
     assert f'href="/console/{w["live"]}"' in html and f'href="/console/{w["theirs"]}"' in html
 
 
-def test_the_new_session_button_appears_once_the_page_exists(app: Any, client: Any, users: Users) -> None:
-    users.token("host")
-    login(client, "host")
-    html = client.get("/?lang=en").text
-    if "manage.new_session" in app.view_functions:
-        assert 'id="new-session"' in html
-    else:
-        assert 'id="new-session"' not in html
+def test_the_new_session_button_is_for_hosts_and_admins(client: Any, users: Users) -> None:
+    for role in ("host", "admin", "official"):
+        users.token(role)
+    for role, shown in (("host", True), ("admin", True), ("official", False)):
+        browser = client.application.test_client()
+        login(browser, role)
+        html = browser.get("/?lang=en").text
+        assert ('id="new-session" href="/sessions/new"' in html) is shown, role
 
 
 def test_empty_home_pages_say_what_to_do_next(client: Any, users: Users) -> None:

@@ -14,7 +14,6 @@
 
   function setText(node, text) { if (node && node.textContent !== text) node.textContent = text; }
 
-  function pct(amount, goal) { return (Math.round(amount * 1000 / goal) / 10).toFixed(1); }
 
   function drawBar(card) {
     var bar = card.querySelector('[data-field="bar"]');
@@ -31,9 +30,9 @@
     setText(card.querySelector('[data-field="orders"]'), p.orders.toLocaleString("en-US"));
     var goal = card.querySelector('[data-field="goal"]');
     if (goal && p.goal_fen) {
-      var value = pct(p.amount_fen, p.goal_fen);
-      setText(goal, value + "%");
-      card.querySelector('[data-field="bar"]').setAttribute("data-pct", value);
+      var text = window.LivesaleMoney.percent(p.amount_fen, p.goal_fen);  // the server's rule: half-even
+      setText(goal, text);
+      card.querySelector('[data-field="bar"]').setAttribute("data-pct", String(parseFloat(text)));
       drawBar(card);
     }
     if (p.status !== card.getAttribute("data-status")) {
