@@ -36,7 +36,7 @@ from livesale.extensions import backend
 
 from .login import current_actor
 from .names import PLATFORMS
-from .pages import _session_for
+from .pages import session_for
 
 bp = Blueprint("manage", __name__)
 
@@ -272,7 +272,7 @@ def new_session() -> ResponseReturnValue:
     if request.method == "GET":
         source_id = request.args.get("from", "")
         if source_id.isdigit():
-            source = _session_for(int(source_id), manage=True)
+            source = session_for(int(source_id), manage=True)
         form = form_of_session(source, duplicate=True) if source else empty_form(
             actor.name if actor.role == "host" else "")
         return _render(form, source=source)
@@ -291,7 +291,7 @@ def new_session() -> ResponseReturnValue:
 
 
 def _editable(session_id: int) -> SessionInfo | ResponseReturnValue:
-    info = _session_for(session_id, manage=True)
+    info = session_for(session_id, manage=True)
     if info.status == "ended":
         flash(_("An ended session can no longer be changed. Duplicate it to plan the next one."), "error")
         return redirect(url_for("review.report", session_id=info.id), code=303)
@@ -344,7 +344,7 @@ def edit_session(session_id: int) -> ResponseReturnValue:
 @login_required
 def delete_session(session_id: int) -> ResponseReturnValue:
     """Delete a scheduled session: a page that says what will happen, and a box to tick."""
-    info = _session_for(session_id, manage=True)
+    info = session_for(session_id, manage=True)
     deletable = info.status == "scheduled"
     error = None
     if request.method == "POST":

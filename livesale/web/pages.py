@@ -38,7 +38,7 @@ CHART_MINUTES = 30
 FEED_SHOWN = 8
 
 
-def _session_for(session_id: int, *, manage: bool = False) -> SessionInfo:
+def session_for(session_id: int, *, manage: bool = False) -> SessionInfo:
     """The session if the logged-in person may see it (or manage it): else 404/403 pages."""
     actor = current_actor()
     if actor is None or session_id > MAX_ID:
@@ -108,7 +108,7 @@ def host_screen(session_id: int) -> ResponseReturnValue:
     ``?kiosk=1`` is the TV behind the host: no site menu, everything on one
     screen without scrolling (the fullscreen button switches to the same layout).
     """
-    info = _session_for(session_id)
+    info = session_for(session_id)
     totals, feed = _snapshot(info)
     elapsed = _elapsed_s(info)
     chart = _chart(totals.get("timeline", []), elapsed, ended=info.status == "ended")
@@ -137,7 +137,7 @@ def host_screen(session_id: int) -> ResponseReturnValue:
 @login_required
 def console(session_id: int) -> ResponseReturnValue:
     """The order console for the host or an assistant at the host's side."""
-    info = _session_for(session_id, manage=True)
+    info = session_for(session_id, manage=True)
     totals, _ = _snapshot(info)
     return render_template("console/console.html", info=info, totals=totals)
 
@@ -161,7 +161,7 @@ def console_service_worker() -> ResponseReturnValue:
 @login_required
 def console_csrf(session_id: int) -> ResponseReturnValue:
     """A fresh CSRF token: a console open for hours outlives the page's token."""
-    _session_for(session_id, manage=True)
+    session_for(session_id, manage=True)
     response = jsonify(csrf_token=generate_csrf())
     response.headers["Cache-Control"] = "no-store"
     return response

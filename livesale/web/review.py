@@ -32,7 +32,7 @@ from livesale.extensions import backend
 
 from .i18n import local_time
 from .login import current_actor
-from .pages import _session_for
+from .pages import session_for
 from .widget import revoke_viewers
 
 bp = Blueprint("review", __name__)
@@ -104,7 +104,7 @@ def sessions() -> ResponseReturnValue:
 @login_required
 def report(session_id: int) -> ResponseReturnValue:
     """One session's report: figures, charts, products, regions and its orders (final, or as of now)."""
-    info = _session_for(session_id)
+    info = session_for(session_id)
     sf = session_figures(backend.store, info=info)
     figures = compare_service.key_figures(sf)
     if info.status == "scheduled":
@@ -181,7 +181,7 @@ def _widget_panel(info: SessionInfo) -> dict[str, Any] | None:
 
 def _owner_post(session_id: int, form: FlaskForm | None = None) -> tuple[SessionInfo, Any]:
     """A form posted by the session's host (or an admin), with a valid CSRF token: the session and actor."""
-    info = _session_for(session_id, manage=True)
+    info = session_for(session_id, manage=True)
     if not (form or FlaskForm()).validate_on_submit():
         abort(400)
     actor = current_actor()
@@ -242,7 +242,7 @@ def lifecycle(session_id: int, step: str) -> ResponseReturnValue:
 @login_required
 def orders_csv(session_id: int) -> ResponseReturnValue:
     """All of a session's orders as CSV (UTF-8 with a BOM, for Excel on Chinese Windows)."""
-    info = _session_for(session_id)
+    info = session_for(session_id)
     headers = {
         "created_at": _("Time"), "id": _("Order id"), "sku": _("SKU"), "product": _("Product"),
         "quantity": _("Quantity"), "unit_price_yuan": _("Unit price (yuan)"), "amount_yuan": _("Amount (yuan)"),
