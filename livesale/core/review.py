@@ -6,9 +6,7 @@ orders export, which is the orders.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -30,6 +28,7 @@ from .sessions import (
     _products_of,
     session_figures,
 )
+from .spreadsheet import BOM, csv_line, yuan_text
 from .validation import SESSION_STATUSES
 
 SORTS = ("date", "total", "orders", "avg_order")
@@ -181,28 +180,6 @@ def review_list(
 
 # --- exports -----------------------------------------------------------------------
 
-#: Excel on Chinese Windows reads a CSV as UTF-8 only after this mark.
-BOM = "\ufeff"
-
-
-def _csv_line(values: list[Any]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(["" if v is None else _cell(v) for v in values])
-    return buffer.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    # A cell starting with = + - @ is a formula to a spreadsheet: quote it as text.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-def _yuan(fen: int) -> str:
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
-
-
 ORDER_COLUMNS = (
     "created_at", "id", "sku", "product", "quantity", "unit_price_yuan", "amount_yuan", "buyer_region",
     "channel", "external_id", "status", "refunded_at",
@@ -218,7 +195,7 @@ def orders_csv(store: Store, *, info: SessionInfo, headers: dict[str, str]) -> I
     o = t.orders
     tz = ZoneInfo(info.timezone)
     names = {p.sku: p.name for p in info.products}
-    yield BOM + _csv_line([headers[c] for c in ORDER_COLUMNS])
+    yield BOM + csv_line([headers[c] for c in ORDER_COLUMNS])
     last: tuple[Any, Any] | None = None
     cols = [o.c.created_at, o.c.id, o.c.sku, o.c.quantity, o.c.unit_price_fen, o.c.amount_fen, o.c.buyer_region,
             o.c.channel, o.c.external_id, o.c.status, o.c.refunded_at]
@@ -232,9 +209,9 @@ def orders_csv(store: Store, *, info: SessionInfo, headers: dict[str, str]) -> I
             return
         lines = []
         for created, oid, sku, qty, price, amount, region, channel, ext, status, refunded in chunk:
-            lines.append(_csv_line([
+            lines.append(csv_line([
                 created.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"), str(oid), sku, names.get(sku, sku), qty,
-                _yuan(price), _yuan(amount), region, channel, ext, status,
+                yuan_text(price), yuan_text(amount), region, channel, ext, status,
                 refunded.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if refunded else "",
             ]))
         yield "".join(lines)
@@ -251,15 +228,15 @@ def comparison_csv(comparison: dict[str, Any], *, labels: dict[str, str]) -> str
         header.append(title)
         if i:
             header += [f"{title} {labels['difference']}", f"{title} {labels['percent']}"]
-    lines = [BOM + _csv_line(header)]
+    lines = [BOM + csv_line(header)]
     for key in KEY_FIGURES:
         line: list[Any] = [labels[key]]
         for i, row in enumerate(sessions):
             value = row["figures"][key]
-            line.append(_yuan(value) if key.endswith("_fen") and value is not None else value)
+            line.append(yuan_text(value) if key.endswith("_fen") and value is not None else value)
             if i:
                 diff = row["difference"][key]
-                line.append(_yuan(diff["abs"]) if key.endswith("_fen") and diff["abs"] is not None else diff["abs"])
+                line.append(yuan_text(diff["abs"]) if key.endswith("_fen") and diff["abs"] is not None else diff["abs"])
                 line.append(diff["pct"])
-        lines.append(_csv_line(line))
+        lines.append(csv_line(line))
     return "".join(lines)
