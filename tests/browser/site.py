@@ -62,7 +62,13 @@ class Site:
             ("live", f"/live/{self.live}"),
             ("kiosk", f"/live/{self.live}?kiosk=1"),
             ("widget", f"/widget/{self.widget_key}"),
+            ("new-session", "/sessions/new"),
+            ("duplicate", f"/sessions/new?from={self.big}"),
+            ("edit-scheduled", f"/sessions/{self.scheduled}/edit"),
+            ("edit-live", f"/sessions/{self.live}/edit"),
+            ("delete", f"/sessions/{self.scheduled}/delete"),
             ("error-404", "/sessions/999999"),
+            ("error-400", "/compare?ids=1"),
         ]
 
 
