@@ -77,7 +77,7 @@ def test_host_screen_is_server_rendered_with_the_current_figures(
     assert r.status_code == 200
     html = r.text
     assert f'data-fen="{100 * 6980 + 6 * 5900}"' in html
-    assert '<div class="total" id="total" data-fen="733400">¥7,334</div>' in html  # never an empty first paint
+    assert 'id="total" data-key-figure="total" data-fen="733400">¥7,334</div>' in html  # never an empty first paint
     assert '<dd id="orders">2</dd>' in html and '<dd id="items">106</dd>' in html
     for word in words:
         assert word in html
