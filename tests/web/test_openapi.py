@@ -164,9 +164,24 @@ def test_sku_pattern_is_what_validation_accepts(value: str) -> None:
     assert _matches(openapi.SKU["pattern"], value) == (validation.SKU_RE.match(value) is not None), repr(value)
 
 
+def test_timezone_schema_admits_every_zone_the_server_accepts() -> None:
+    """A string, not an enum (generated clients make enum values identifiers: GMT0, GMT-0 and GMT+0
+    would collide); the server checks the name. The schema must not refuse a name the server takes."""
+    schema = DOC["components"]["schemas"]["SessionCreate"]["properties"]["timezone"]
+    assert "enum" not in schema and schema["default"] == "Asia/Shanghai"
+    assert {"Asia/Shanghai", "Asia/Urumqi"} <= set(schema["examples"])
+    for zone in validation._timezones():
+        assert validation.parse_timezone(zone) == zone
+        assert _matches(schema["pattern"], zone) and len(zone) <= schema["maxLength"], zone
+    for zone in schema["examples"]:
+        validation.parse_timezone(zone)
+
+
 # --- schemathesis ---------------------------------------------------------------------------------
 
 CATALOGUE = [p["sku"] for p in APRICOT_SESSION["products"]]
+ZONES = sorted(validation._timezones())
+TIMEZONE_PATTERN = DOC["components"]["schemas"]["SessionCreate"]["properties"]["timezone"]["pattern"]
 
 
 def _valid_id(value: Any) -> bool:
@@ -197,6 +212,15 @@ def _integer_literals(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _integer_literals(v) for k, v in value.items()}
     return value
+
+
+def _with_known_timezone(body: dict[str, Any]) -> dict[str, Any]:
+    """A schema-valid time zone name that names no zone (``A0``) swapped for one that does."""
+    zone = body.get("timezone")
+    if isinstance(zone, str) and zone not in validation._timezones() and len(zone) <= 64 \
+            and _matches(TIMEZONE_PATTERN, zone):
+        body = {**body, "timezone": ZONES[sum(map(ord, zone)) % len(ZONES)]}
+    return body
 
 
 def _with_catalogue_sku(order: Any, i: int) -> Any:
@@ -287,7 +311,8 @@ class World:
                 case.body = _with_catalogue_sku(body, 0)
         elif (case.method, path.rsplit("/", 1)[-1]) in (("POST", "sessions"), ("PATCH", "{session_id}")) \
                 and isinstance(body, dict):
-            # No two products of a session may share a SKU.
+            # Only names of the tz database are time zones; no two products of a session may share a SKU.
+            case.body = body = _with_known_timezone(body)
             products = body.get("products")
             if isinstance(products, list):
                 case.body = {

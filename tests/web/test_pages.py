@@ -78,7 +78,7 @@ def test_host_screen_is_server_rendered_with_the_current_figures(
     html = r.text
     assert f'data-fen="{100 * 6980 + 6 * 5900}"' in html
     assert 'id="total" data-key-figure="total" data-fen="733400">¥7,334</div>' in html  # never an empty first paint
-    assert '<dd id="orders">2</dd>' in html and '<dd id="items">106</dd>' in html
+    assert '<dd id="orders" data-key-figure="orders">2</dd>' in html and '<dd id="items" data-key-figure="items">106</dd>' in html
     for word in words:
         assert word in html
     assert 'class="product sold-out" data-sku="APRICOT-5KG"' in html
@@ -131,7 +131,7 @@ def test_host_screen_shows_a_goal_beyond_100_percent_and_oversold_stock(
     sell(host_api, session, 269, "GIFT")  # 269 × ¥124.68 = ¥33,538.92 of a ¥30,000 goal
     login(client, "host")
     html = client.get(f"/live/{session['id']}?lang={lang}").text
-    assert '<strong class="goal-pct" id="goal-pct">111.8%</strong>' in html  # not capped at 100 %
+    assert '<strong class="goal-pct" id="goal-pct" data-key-figure="goal">111.8%</strong>' in html  # not capped at 100 %
     assert 'class="goal exceeded"' in html
     assert 'aria-valuenow="111.8"' in html and 'aria-labelledby="goal-label"' in html  # a named progress bar
     assert 'class="product oversold" data-sku="GIFT"' in html

@@ -195,11 +195,11 @@ def test_goal_beyond_100_percent_shows_the_real_percentage(client: Any, host_api
     host_api.post(f"/api/v1/sessions/{session['id']}/start")
     key = session["widget_key"]
     html = client.get(f"/widget/{key}").get_data(as_text=True)
-    assert '<span class="w-pct" id="w-pct">0.0%</span>' in html and 'data-goal="open"' in html
+    assert '<span class="w-pct" id="w-pct" data-key-figure="goal">0.0%</span>' in html and 'data-goal="open"' in html
     assert "¥30.00万" in html  # the goal, in the big form
     _sell(host_api, session["id"], "BIG", 1)
     zh = client.get(f"/widget/{key}").get_data(as_text=True)
-    assert '<span class="w-pct" id="w-pct">111.8%</span>' in zh and 'data-goal="exceeded"' in zh
+    assert '<span class="w-pct" id="w-pct" data-key-figure="goal">111.8%</span>' in zh and 'data-goal="exceeded"' in zh
     assert ">¥33.54万</div>" in zh and ">超额完成</span>" in zh
     en = client.get(f"/widget/{key}?lang=en").get_data(as_text=True)
     assert ">¥335.40K</div>" in en and ">Goal exceeded</span>" in en and "111.8%" in en
