@@ -207,10 +207,18 @@ DATE_TIME_INPUT = string(
 )
 FEN = integer(format="int64", description="An amount of money in fen (1/100 yuan).")
 COUNT = integer(0)
+PERCENT = {"type": ["number", "null"], "description": "A percentage, one decimal; null when it has no base."}
 
 
-def _timezones() -> list[str]:
-    return sorted(v._timezones())
+#: Not an enum of the ~600 names: code generators turn enum values into identifiers, and
+#: GMT0, GMT-0 and GMT+0 collide there. The server checks the name (422 naming the field).
+TIMEZONE = string(
+    maxLength=64,
+    pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$",
+    description="An IANA time zone name, as in the tz database (checked by the server: an unknown name is "
+    "a 422 naming the field). China is Asia/Shanghai (UTC+8); Xinjiang's local time is Asia/Urumqi (UTC+6).",
+    examples=["Asia/Shanghai", "Asia/Urumqi", "UTC"],
+)
 
 
 def product_input() -> Schema:
@@ -234,8 +242,8 @@ def session_create() -> Schema:
             "hosts": {"type": "array", "maxItems": v.MAX_HOSTS, "items": text(50, required=True)},
             "platform": nullable(text(50, required=False, description='e.g. "douyin"; null is "".')),
             "goal_fen": int_input(0, v.MAX_GOAL_FEN, default=0),
-            "currency": string(enum=list(v.CURRENCIES), default="CNY"),
-            "timezone": string(enum=_timezones(), default="Asia/Shanghai", description="An IANA time zone."),
+            "currency": {**ref("Currency"), "default": "CNY"},
+            "timezone": {**TIMEZONE, "default": "Asia/Shanghai"},
             "products": {
                 "type": "array",
                 "minItems": 1,
@@ -288,7 +296,7 @@ def order_input() -> Schema:
                     "(200), with another payload a conflict (409). Blank or null means none.",
                 )
             ),
-            "currency": string(enum=list(v.CURRENCIES), description="If given, the session's currency."),
+            "currency": {**ref("Currency"), "description": "If given, the session's currency."},
         },
         required=("sku", "quantity"),
     )
@@ -330,10 +338,10 @@ def session() -> Schema:
             "village": string(),
             "hosts": {"type": "array", "items": string()},
             "platform": string(),
-            "status": string(enum=list(v.SESSION_STATUSES)),
+            "status": ref("SessionStatus"),
             "goal_fen": integer(0, v.MAX_GOAL_FEN),
-            "currency": string(enum=list(v.CURRENCIES)),
-            "timezone": string(),
+            "currency": ref("Currency"),
+            "timezone": string(description="An IANA time zone name.", examples=["Asia/Shanghai"]),
             "products": {"type": "array", "items": ref("Product")},
             "widget_key": string(description="The key of the session's public widget."),
             "widget_enabled": {"type": "boolean"},
@@ -372,13 +380,13 @@ def totals() -> Schema:
     return response_object(
         {
             "session_id": integer(1, MAX_ID),
-            "status": string(enum=list(v.SESSION_STATUSES)),
+            "status": ref("SessionStatus"),
             "version": integer(0, format="int64", description="Rises with every change; compare, don't count."),
             "amount_fen": FEN,
             "orders": integer(),
             "items": integer(format="int64"),
             "goal_fen": integer(0, v.MAX_GOAL_FEN),
-            "currency": string(enum=list(v.CURRENCIES)),
+            "currency": ref("Currency"),
             "by_product": {
                 "type": "object",
                 "description": "Every product of the session by SKU, zero if unsold.",
@@ -419,7 +427,6 @@ def results() -> Schema:
 
 
 def comparison() -> Schema:
-    pct = {"type": ["number", "null"], "description": "A percentage, one decimal; null when it has no base."}
     fen_or_null = nullable(FEN)
     figures = response_object(
         {
@@ -429,12 +436,12 @@ def comparison() -> Schema:
             "avg_order_fen": FEN,
             "duration_s": COUNT,
             "sales_per_hour_fen": {**fen_or_null, "description": "null under a minute on air."},
-            "goal_pct": pct,
+            "goal_pct": PERCENT,
             "peak_minute": nullable(COUNT),
             "peak_minute_fen": FEN,
         }
     )
-    diff = response_object({"abs": {"type": ["integer", "null"]}, "pct": pct})
+    diff = ref("Difference")
     head = response_object({k: session()["properties"][k] for k in HEAD_FIELDS})
     return response_object(
         {
@@ -587,6 +594,16 @@ def components() -> dict[str, Any]:
             "OrdersRecorded": response_object(
                 {"orders": {"type": "array", "items": ref("Order")}, "totals": ref("Totals")}
             ),
+            # Shared enums are components: a generated client then has one type for each, not one per use.
+            "SessionStatus": string(enum=list(v.SESSION_STATUSES)),
+            "Currency": string(enum=list(v.CURRENCIES)),
+            "Difference": response_object(
+                {
+                    "abs": {"type": ["integer", "null"]},
+                    "pct": PERCENT,
+                },
+                description="A figure against the reference session's: absolute and in per cent.",
+            ),
             "Health": response_object(
                 {"db": string(enum=["ok", "down"]), "redis": string(enum=["ok", "down"])}
             ),
@@ -640,8 +657,8 @@ def paths() -> dict[str, Any]:
     }
     date_bound = string(
         anyOf=[
-            {"maxLength": 0},
-            {"format": "date", "pattern": f"^{_DAY}$"},
+            string(maxLength=0),
+            string(format="date", pattern=f"^{_DAY}$"),
             DATE_TIME_INPUT,
         ]
     )
@@ -726,7 +743,8 @@ def paths() -> dict[str, Any]:
                 parameters=[
                     query_param("limit", integer(1, 200, default=50), "Page size."),
                     query_param("offset", integer(0, 10**9, default=0), "Sessions to skip."),
-                    query_param("status", string(enum=["", *v.SESSION_STATUSES]), "Only sessions in this state."),
+                    query_param("status", {"anyOf": [string(maxLength=0), ref("SessionStatus")]},
+                                "Only sessions in this state."),
                     query_param("village", text(100, required=False), "Only sessions of this village (exact)."),
                     query_param("q", text(100, required=False), "Title or village contains this."),
                     query_param(
@@ -860,7 +878,7 @@ def paths() -> dict[str, Any]:
                     query_param("limit", integer(1, 1000, default=100), "Page size."),
                     query_param(
                         "after",
-                        string(anyOf=[{"maxLength": 0}, {"format": "uuid"}]),
+                        string(anyOf=[string(maxLength=0), string(format="uuid")]),
                         "`next` of the previous page: an order id of this session (else 422).",
                     ),
                 ],
