@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 from flask import Flask
 
 from . import embedded_redis
-from .config import check_settings, load_settings
+from .config import check_settings, database_url, ensure_instance_folder, instance_path, load_settings
 from .extensions import backend, init_compression, init_socketio
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -33,13 +32,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """
     settings = load_settings()
     settings.update(config or {})
+    # Settings are checked before anything is written: a refused configuration leaves no folder behind.
+    check_settings(settings)
     app = Flask(
         __name__,
-        instance_path=settings.get("INSTANCE_PATH") or os.environ.get("LIVESALE_INSTANCE_PATH") or None,
+        instance_path=str(instance_path(settings)),
         instance_relative_config=True,
         template_folder=_template_folder(),
     )
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    ensure_instance_folder(Path(app.instance_path))
     init_config(app, settings)
     init_extensions(app)
     init_web(app)
@@ -47,13 +48,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def init_config(app: Flask, settings: dict[str, Any]) -> None:
-    check_settings(settings)
     if not settings.get("SECRET_KEY"):
         # Development only (check_settings refuses this in production): a
         # random key per instance, never a fixed default.
         settings["SECRET_KEY"] = _dev_secret(Path(app.instance_path))
-    if not settings.get("DATABASE_URL"):
-        settings["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / 'livesale.sqlite'}"
+    settings["INSTANCE_PATH"] = app.instance_path
+    settings["DATABASE_URL"] = database_url(settings, Path(app.instance_path))
     if not settings.get("REDIS_URL"):
         settings["REDIS_URL"] = embedded_redis.redis_url(app.instance_path)
         settings["EMBEDDED_REDIS"] = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "LIVESALE_"
@@ -19,6 +20,9 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,
     "DATABASE_URL": None,
     "REDIS_URL": None,
+    # The instance folder (the SQLite file, the embedded Redis, the development secret):
+    # LIVESALE_INSTANCE_PATH, else ./instance in the current directory (see instance_path()).
+    "INSTANCE_PATH": None,
     # Largest accepted request body; Flask answers 413 above it.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "MAX_BATCH": 1000,
@@ -63,10 +67,16 @@ _INT_KEYS = {"MAX_CONTENT_LENGTH", "MAX_BATCH", "PAGE_SIZE_MAX", "JOIN_RATE_LIMI
 _FLOAT_KEYS = {"PUSH_TICK_S", "PUSH_HEARTBEAT_S"}
 _BOOL_KEYS = {"ACCESS_LOG", "RATE_LIMIT_ENABLED"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+ENVIRONMENTS = ("production", "development", "testing")
+#: The shortest secret production accepts: cookies and CSRF tokens are signed with it.
+MIN_SECRET_LENGTH = 32
 
 
 class ConfigError(RuntimeError):
-    """Raised when the configuration cannot be used safely."""
+    """Raised when the configuration cannot be used safely.
+
+    Its message is meant for the person who set it: what is wrong and what to do, in a sentence or two.
+    """
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -82,19 +92,64 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
                 raise ConfigError(f"{ENV_PREFIX}{key} must be 1/true/yes/on or 0/false/no/off, not {raw!r}")
             settings[key] = raw.lower() in _TRUE
             continue
-        settings[key] = int(raw) if key in _INT_KEYS else float(raw) if key in _FLOAT_KEYS else raw
+        try:
+            settings[key] = int(raw) if key in _INT_KEYS else float(raw) if key in _FLOAT_KEYS else raw
+        except ValueError:
+            kind = "a whole number" if key in _INT_KEYS else "a number"
+            raise ConfigError(f"{ENV_PREFIX}{key} must be {kind}, not {raw!r}") from None
     return settings
+
+
+def instance_path(settings: Mapping[str, Any]) -> Path:
+    """The instance folder: ``LIVESALE_INSTANCE_PATH``, else ``./instance`` in the current directory.
+
+    Never derived from where the package is installed (Flask's default puts it in
+    ``<venv>/var/`` for an installed package and beside the sources for an editable one),
+    so the data stay where the user ran the command, whichever way livesale was installed.
+    """
+    return Path(settings.get("INSTANCE_PATH") or "instance").absolute()
+
+
+def database_url(settings: Mapping[str, Any], instance: Path) -> str:
+    """``LIVESALE_DATABASE_URL``, else the SQLite file in the instance folder."""
+    return settings.get("DATABASE_URL") or f"sqlite:///{instance / 'livesale.sqlite'}"
 
 
 def check_settings(settings: Mapping[str, Any]) -> None:
     """Refuse settings that are unsafe outside development and testing."""
     env = settings.get("ENV", "production")
-    if env not in {"production", "development", "testing"}:
-        raise ConfigError(f"LIVESALE_ENV must be production, development or testing, not {env!r}")
-    if env == "production" and not settings.get("SECRET_KEY"):
+    if env not in ENVIRONMENTS:
         raise ConfigError(
-            "LIVESALE_SECRET_KEY is required in production "
-            "(set LIVESALE_ENV=development to run locally without one)"
+            f"LIVESALE_ENV must be production, development or testing, not {env!r} "
+            "(LIVESALE_ENV=development runs livesale on this machine)"
+        )
+    secret = settings.get("SECRET_KEY") or ""
+    if env == "production" and len(secret) < MIN_SECRET_LENGTH:
+        make_one = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        if not secret:
+            raise ConfigError(
+                f"LIVESALE_SECRET_KEY is required in production: set it to a long random string ({make_one}), "
+                "or set LIVESALE_ENV=development to try livesale on this machine"
+            )
+        raise ConfigError(
+            f"LIVESALE_SECRET_KEY is {len(secret)} character(s) long; production needs at least "
+            f"{MIN_SECRET_LENGTH}: set it to a long random string ({make_one})"
         )
     if settings.get("LOG_FORMAT") not in {"json", "text"}:
         raise ConfigError(f"LIVESALE_LOG_FORMAT must be json or text, not {settings.get('LOG_FORMAT')!r}")
+
+
+def ensure_instance_folder(path: Path) -> Path:
+    """Create the instance folder if needed and make sure livesale may write in it."""
+    fix = "set LIVESALE_INSTANCE_PATH to a folder you may write in, or run livesale from one"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"the instance folder {path} is a file, not a folder: {fix}") from None
+    except PermissionError:
+        raise ConfigError(f"cannot create the instance folder {path} (permission denied): {fix}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create the instance folder {path} ({exc.strerror or exc}): {fix}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"livesale may not write in the instance folder {path} (permission denied): {fix}")
+    return path

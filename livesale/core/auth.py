@@ -56,8 +56,8 @@ def create_user(conn: sa.Connection, *, name: str, role: str, password: str | No
     name = text(name, "name", max_length=64, required=True)
     if role not in ROLES:
         raise InvalidInput(f"must be one of {', '.join(ROLES)}", field="role")
-    if password is not None and len(password) < 8:
-        raise InvalidInput("must be at least 8 characters", field="password")
+    if password is not None:
+        check_password(password)
     exists = conn.execute(sa.select(t.users.c.id).where(t.users.c.name == name)).first()
     if exists:
         raise Conflict(f"a user named {name!r} exists", field="name")
@@ -73,20 +73,52 @@ def create_user(conn: sa.Connection, *, name: str, role: str, password: str | No
     ).scalar_one()
 
 
+#: The shortest password accepted (a page login; API clients use tokens).
+MIN_PASSWORD_LENGTH = 8
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"must be at least {MIN_PASSWORD_LENGTH} characters", field="password")
+
+
+def user_id(conn: sa.Connection, user_name: str) -> int:
+    """The id of the user named ``user_name``; NotFound if there is none."""
+    found = conn.execute(sa.select(t.users.c.id).where(t.users.c.name == user_name)).scalar()
+    if found is None:
+        raise NotFound(f"no user named {user_name!r}", field="name")
+    return found
+
+
+def set_role(conn: sa.Connection, *, user_name: str, role: str) -> None:
+    """Give a user another role (it applies to their next request: roles are read per request)."""
+    if role not in ROLES:
+        raise InvalidInput(f"must be one of {', '.join(ROLES)}", field="role")
+    conn.execute(sa.update(t.users).where(t.users.c.id == user_id(conn, user_name)).values(role=role))
+
+
+def set_password(conn: sa.Connection, *, user_name: str, password: str | None) -> None:
+    """Set (or, with ``None``, remove: tokens only) a user's page-login password."""
+    if password is not None:
+        check_password(password)
+    conn.execute(
+        sa.update(t.users).where(t.users.c.id == user_id(conn, user_name))
+        .values(password_hash=generate_password_hash(password) if password else None)
+    )
+
+
 def issue_token(conn: sa.Connection, *, user_name: str, label: str | None = None) -> str:
     """Create a token for a user and return it; only its hash is stored."""
     if label is not None:
         label = text(label, "label", max_length=100) or None
-    user_id = conn.execute(sa.select(t.users.c.id).where(t.users.c.name == user_name)).scalar()
-    if user_id is None:
-        raise NotFound(f"no user named {user_name!r}", field="name")
+    owner = user_id(conn, user_name)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    conn.execute(sa.insert(t.api_tokens).values(user_id=user_id, token_hash=hash_token(token), label=label))
+    conn.execute(sa.insert(t.api_tokens).values(user_id=owner, token_hash=hash_token(token), label=label))
     return token
 
 
 def revoke_tokens(conn: sa.Connection, *, user_name: str) -> int:
-    """Revoke every token of a user; returns how many."""
+    """Revoke every token of a user; returns how many (0 for an unknown name: see ``user_id``)."""
     tok = t.api_tokens
     ids = sa.select(t.users.c.id).where(t.users.c.name == user_name).scalar_subquery()
     result = conn.execute(
@@ -95,6 +127,32 @@ def revoke_tokens(conn: sa.Connection, *, user_name: str) -> int:
         .values(revoked_at=sa.func.now())
     )
     return result.rowcount
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TokenSummary:
+    """A token as an admin may see it: never the token, only what it is for and when."""
+
+    id: int
+    user_name: str
+    label: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def list_tokens(conn: sa.Connection, *, user_name: str | None = None, revoked: bool = False) -> list[TokenSummary]:
+    """Tokens (live ones only unless ``revoked``), of one user or of everyone, oldest first."""
+    u, tok = t.users, t.api_tokens
+    query = (
+        sa.select(tok.c.id, u.c.name, tok.c.label, tok.c.created_at, tok.c.revoked_at)
+        .join(u, u.c.id == tok.c.user_id)
+        .order_by(tok.c.id)
+    )
+    if user_name is not None:
+        query = query.where(tok.c.user_id == user_id(conn, user_name))
+    if not revoked:
+        query = query.where(tok.c.revoked_at.is_(None))
+    return [TokenSummary(*row) for row in conn.execute(query)]
 
 
 def actor_for_token(conn: sa.Connection, *, token: str) -> Actor | None:
@@ -158,9 +216,12 @@ def list_users(conn: sa.Connection) -> list[UserSummary]:
     return [UserSummary(*row) for row in rows]
 
 
-def set_active(conn: sa.Connection, *, actor: Actor, user_name: str, active: bool) -> None:
-    """Let a user in again, or keep them out (their logins and tokens stop working)."""
-    if not active and user_name == actor.name:
+def set_active(conn: sa.Connection, *, actor: Actor | None, user_name: str, active: bool) -> None:
+    """Let a user in again, or keep them out (their logins and tokens stop working).
+
+    ``actor`` is the admin doing it on a page; ``None`` for the command line (the machine's operator).
+    """
+    if not active and actor is not None and user_name == actor.name:
         raise Conflict("you cannot deactivate yourself", field="name")
     changed = conn.execute(sa.update(t.users).where(t.users.c.name == user_name).values(active=active)).rowcount
     if not changed:
