@@ -329,7 +329,7 @@ def describe_embedded_redis() -> str:
 
 @main.group()
 def db() -> None:
-    """Database schema (Alembic migrations)."""
+    """The database: schema migrations (Alembic), backup and restore."""
 
 
 @db.command("upgrade")
@@ -766,6 +766,12 @@ def demo(minutes: float | None, rate: float, url: str, app: Flask) -> None:
 
 
 # --- data: db backup, db restore, export (livesale.cli_data) ---------------------
+
+cli_data.register(main, db, existing_data=with_app(DATA_EXISTING), any_data=with_app(DATA_CREATE),
+                  redis_ready=redis_ready)
+
+
+# --- backup, restore, export (livesale/cli_data.py) ------------------------------------------
 
 cli_data.register(main, db, existing_data=with_app(DATA_EXISTING), any_data=with_app(DATA_CREATE),
                   redis_ready=redis_ready)
