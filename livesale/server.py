@@ -5,18 +5,35 @@ WebSocket viewers cheaply, psycopg 3 and redis-py cooperate with it once the
 worker has monkey-patched the standard library, and it is maintained
 (eventlet is not). gunicorn runs as a child process so its workers import
 livesale only after gevent has patched (nothing is imported in the master).
+
+Start and stop (:func:`serve`): the instance folder's embedded Redis is
+claimed first (one server per folder), the port is checked before gunicorn
+is started (one line at once instead of gunicorn's retries), and gunicorn
+runs in its own process group: a terminal's Ctrl-C reaches only ``livesale
+serve``, which turns it into gunicorn's graceful stop. Sent to the whole
+group, SIGINT would make gunicorn's master quit at once and interrupt every
+worker's gevent hub with a KeyboardInterrupt traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
+
+from . import embedded_redis
+from .config import ConfigError
+
+#: Seconds gunicorn lets in-flight requests finish after a stop (viewers are let go at once).
+GRACEFUL_TIMEOUT_S = 20
 
 
 def default_workers() -> int:
@@ -50,11 +67,11 @@ def worker_env(
 def gunicorn_command(*, host: str, port: int, workers: int = 1, worker_connections: int = 2000) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn",
-        "--worker-class", "gevent",
+        # The worker class (gevent, stopping at once) is set by gunicorn_conf.py.
         "--workers", str(workers),
         "--worker-connections", str(worker_connections),
         "--bind", f"{host}:{port}",
-        "--graceful-timeout", "20",
+        "--graceful-timeout", str(GRACEFUL_TIMEOUT_S),
         "--no-control-socket",
         # By path: gunicorn's master must not import livesale (see gunicorn_conf.py).
         "--config", str(Path(__file__).with_name("gunicorn_conf.py")),
@@ -71,20 +88,105 @@ def raise_nofile() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-def run_gunicorn(command: list[str], env: Mapping[str, str]) -> int:
+def check_port(host: str, port: int) -> None:
+    """Refuse at once, in one line, a port that gunicorn could not bind (it would retry for 5 s)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}: {exc.strerror}; use --host 127.0.0.1 or 0.0.0.0") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As gunicorn binds: with SO_REUSEADDR, only a listening socket makes the port busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is in use (another livesale or program listens there): "
+                    "stop it, or choose another port with --port"
+                ) from None
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise ConfigError(f"no permission to listen on port {port}: choose one above 1023 with --port") \
+                    from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ConfigError(f"{host} is not an address of this machine: use --host 127.0.0.1 or 0.0.0.0") \
+                    from None
+            raise
+
+
+def serve(app: Any, *, host: str, port: int, workers: int | None, worker_connections: int,
+          echo: Callable[[str], None]) -> int:
+    """``livesale serve``: claim the embedded Redis, check the port, migrate, run gunicorn
+    until Ctrl-C or SIGTERM; returns gunicorn's exit code.
+
+    ``app`` is the Flask app whose settings are served (read here, never imported by gunicorn's master).
+    """
+    from .core import schema
+
+    instance = app.instance_path
+    ownership = None
+    if app.config.get("EMBEDDED_REDIS"):
+        try:
+            ownership = embedded_redis.claim(instance)
+        except embedded_redis.AlreadyServing as exc:
+            raise ConfigError(str(exc)) from None
+    try:
+        check_port(host, port)
+        if ownership is not None:
+            try:
+                embedded_redis.ensure_running(instance)
+            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                raise ConfigError(
+                    f"the embedded Redis did not start ({' '.join(str(exc).split())}): see "
+                    f"{embedded_redis.data_dir(instance)}/, or set LIVESALE_REDIS_URL to a running Redis"
+                ) from None
+            echo(f"redis: embedded {embedded_redis.describe_server()} on {app.config['REDIS_URL']}")
+        schema.upgrade(app.config["DATABASE_URL"])
+        workers = workers or default_workers()
+        env = worker_env(
+            instance_path=instance, database_url=app.config["DATABASE_URL"], redis_url=app.config["REDIS_URL"],
+            workers=workers, message_queue=app.config.get("SOCKETIO_MESSAGE_QUEUE", ""),
+        )
+        command = gunicorn_command(host=host, port=port, workers=workers, worker_connections=worker_connections)
+        from .checks import mask_database_url
+
+        echo(f"livesale on http://{host}:{port}/  ({workers} worker(s), database "
+             f"{mask_database_url(app.config['DATABASE_URL'])}, data in {instance}); stop it with Ctrl-C")
+        return run_gunicorn(command, env, on_stop=ownership.stopping if ownership is not None else None)
+    finally:
+        if ownership is not None:
+            ownership.release()
+
+
+def run_gunicorn(command: list[str], env: Mapping[str, str], *, on_stop: Callable[[], None] | None = None) -> int:
     """Run gunicorn until it exits; returns its exit code.
 
     SIGINT and SIGTERM are passed on as SIGTERM, gunicorn's graceful
-    shutdown: in-flight requests finish before the workers exit.
+    shutdown: in-flight requests finish before the workers exit (viewers are
+    let go at once, see gunicorn_conf.py). ``on_stop`` runs at the first one.
+    gunicorn runs in a process group of its own (see the module's docstring)
+    and stops by itself if this process dies (``LIVESALE_SERVE_PID``).
     """
     raise_nofile()
-    child = subprocess.Popen(command, env={**os.environ, **env})
+    child: subprocess.Popen[bytes] | None = None
+    stopping = False
 
     def forward(signum: int, _frame: object) -> None:
-        child.send_signal(signal.SIGTERM)
+        nonlocal stopping
+        if child is not None:
+            child.send_signal(signal.SIGTERM)
+        if not stopping:
+            stopping = True
+            if on_stop is not None:
+                on_stop()
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
+        child = subprocess.Popen(command, env={**os.environ, **env, "LIVESALE_SERVE_PID": str(os.getpid())},
+                                 start_new_session=True)
+        if stopping:  # told to stop while gunicorn was being started
+            child.send_signal(signal.SIGTERM)
         return child.wait()
     finally:
         for sig, handler in previous.items():

@@ -8,54 +8,31 @@ Redis, and stopping ``serve`` stops that Redis too.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import requests
 
 from livesale import embedded_redis
 from tests.conftest import APRICOT_SESSION, free_port
+from tests.live.serving import Serve, cli, stop_embedded_redis, user_env
 from tests.live.test_live_server import PRICE, Viewer, post_orders
-
-LIVESALE = Path(sys.executable).with_name("livesale")
 
 
 def test_serve_on_the_embedded_defaults_pushes_across_its_workers(tmp_path: Path) -> None:
     instance = tmp_path / "instance"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVESALE_")}
-    env.update(LIVESALE_ENV="development", LIVESALE_INSTANCE_PATH=str(instance))
+    env = user_env(tmp_path / "home", instance)
 
-    def cli(*args: str, stdin: str = "") -> str:
-        done = subprocess.run([str(LIVESALE), *args], env=env, input=stdin, capture_output=True, text=True,
-                              timeout=60, check=False)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
-    cli("db", "upgrade")
-    cli("user", "add", "aygul", "--role", "host", stdin="apricots in june\n")
-    token = cli("token", "issue", "aygul")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    cli(env, tmp_path, "db", "upgrade")
+    cli(env, tmp_path, "user", "add", "aygul", "--role", "host", stdin="apricots in june\n")
+    token = cli(env, tmp_path, "token", "issue", "aygul")
+    serve = Serve(env, tmp_path, free_port(), workers=2).start()
+    url = serve.url
     watching: list[Viewer] = []
-    serve = subprocess.Popen([str(LIVESALE), "serve", "--port", str(port), "--workers", "2"], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert serve.poll() is None, serve.communicate()[0][-3000:]
-            try:
-                if requests.get(f"{url}/healthz", timeout=1).json() == {"db": "ok", "redis": "ok"}:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "serve did not come up"
-            time.sleep(0.2)
+        serve.wait_healthy()
         assert (instance / "livesale.sqlite").exists()
         assert embedded_redis.socket_path(instance).exists()
+        assert "redis: embedded Valkey" in serve.output or "redis: embedded Redis" in serve.output
 
         auth = {"Authorization": f"Bearer {token}"}
         sid = requests.post(f"{url}/api/v1/sessions", json=APRICOT_SESSION, headers=auth, timeout=5).json()["id"]
@@ -68,22 +45,20 @@ def test_serve_on_the_embedded_defaults_pushes_across_its_workers(tmp_path: Path
         post_orders(url, token, sid, [1, 2, 3] * 8)
         for viewer in watching:
             assert viewer.wait_totals(lambda d: d["orders"] == 24, timeout=5)["amount_fen"] == 48 * PRICE
+        serve.ctrl_c()  # SIGINT to the process group, as a terminal sends it
     finally:
         for viewer in watching:
             viewer.close()
-        serve.send_signal(signal.SIGINT)  # Ctrl-C
-        output = serve.communicate(timeout=40)[0]
-    assert serve.returncode == 0, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
+        serve.cleanup()
+        stop_embedded_redis(instance)
+    assert serve.proc is not None and serve.proc.returncode == 0, serve.output[-3000:]
+    assert "Traceback" not in serve.output, serve.output[-3000:]
     assert not embedded_redis.socket_path(instance).exists(), "serve left its Redis running"
 
 
 def test_a_first_user_can_be_added_before_anything_else(tmp_path: Path) -> None:
     """The README's first step after installing: the database does not exist yet."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVESALE_")}
-    env.update(LIVESALE_ENV="development", LIVESALE_INSTANCE_PATH=str(tmp_path / "instance"))
-    done = subprocess.run([str(LIVESALE), "user", "add", "gulnar", "--role", "admin"], env=env,
-                          input="apricots in june\n", capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    assert (tmp_path / "instance" / "livesale.sqlite").exists()
+    instance = tmp_path / "instance"
+    cli(user_env(tmp_path / "home", instance), tmp_path, "user", "add", "gulnar", "--role", "admin",
+        stdin="apricots in june\n")
+    assert (instance / "livesale.sqlite").exists()
