@@ -69,14 +69,14 @@ class _State:
         self.database_url: str | None = None
         self.redis_url: str | None = None
 
-    def load(self, data: str) -> Flask:
+    def load(self, data: str, *, redis: bool = False) -> Flask:
         if self.app is None:
             if isinstance(self.given, Flask):
                 app = self.given
             elif hasattr(self.given, "load_app"):
                 app = self.given.load_app()
             else:
-                app = _build_app(data)
+                app = _build_app(data, redis=redis)
             self.app = app
             self.database_url = app.config["DATABASE_URL"]
             self.redis_url = app.config["REDIS_URL"]
@@ -85,8 +85,12 @@ class _State:
         return self.app
 
 
-def _build_app(data: str) -> Flask:
-    """The app from the environment, once every check that needs no folder has passed."""
+def _build_app(data: str, *, redis: bool) -> Flask:
+    """The app from the environment, once every check that needs no folder has passed.
+
+    ``redis``: the command needs Redis, so a ``LIVESALE_REDIS_URL`` that does not answer is refused here,
+    before the instance folder is created (the embedded one is started by ``redis_ready``).
+    """
     from . import create_app
 
     settings = config.load_settings()
@@ -102,6 +106,8 @@ def _build_app(data: str) -> Flask:
         if path is not None and not path.exists():
             raise ConfigError(checks.no_tables_message(url))
     checks.probe_database(url)
+    if redis and settings["REDIS_URL"]:
+        checks.probe_redis(settings["REDIS_URL"])
     return create_app({"INSTANCE_PATH": str(instance)})
 
 
@@ -140,15 +146,15 @@ def main(ctx: click.Context, debug: bool) -> None:
         ctx.obj = _State(ctx.obj, debug=debug)
 
 
-def with_app(data: str = DATA_EXISTING) -> Callable[[F], F]:
-    """Pass the app to the command as ``app``, inside its app context."""
+def with_app(data: str = DATA_EXISTING, *, redis: bool = False) -> Callable[[F], F]:
+    """Pass the app to the command as ``app``, inside its app context (``redis``: the command needs Redis)."""
 
     def decorate(f: F) -> F:
         @functools.wraps(f)
         def run(*args: Any, **kwargs: Any) -> Any:
             state = click.get_current_context().find_object(_State)
             assert state is not None, "livesale commands run under livesale.cli.main"
-            app = state.load(data)
+            app = state.load(data, redis=redis)
             with app.app_context():
                 return f(*args, app=app, **kwargs)
 
@@ -291,7 +297,7 @@ def _info_redis(line: Callable[[str, str], None], url: str | None, instance: Pat
     if not url:
         local = embedded_redis.redis_url(instance)
         try:
-            server = describe_embedded_redis()
+            server = embedded_redis.describe_server()
         except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
             line("redis", f"embedded — PROBLEM: {' '.join(str(exc).split())}")
             return 1
@@ -310,18 +316,6 @@ def _info_redis(line: Callable[[str, str], None], url: str | None, instance: Pat
         return 1
     line("redis", f"{checks.mask_redis_url(url)} — answers ({checks.redis_server_version(url)})")
     return 0
-
-
-def describe_embedded_redis() -> str:
-    """Which server binary the embedded Redis runs, and its version."""
-    describe = getattr(embedded_redis, "describe_server", None)
-    if describe is not None:
-        return str(describe())
-    binary = embedded_redis.server_binary()
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=True).stdout
-    version = next((part.removeprefix("v=") for part in out.split() if part.startswith("v=")), out.strip())
-    name = "Valkey" if "valkey" in out.lower() else "Redis"
-    return f"{name} {version} ({binary})"
 
 
 # --- db ---------------------------------------------------------------------
@@ -531,7 +525,7 @@ def session() -> None:
 @session.command("list")
 @click.option("--status", type=click.Choice(("scheduled", "live", "ended")), default=None)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@with_app()
+@with_app(redis=True)
 def session_list(status: str | None, limit: int, app: Flask) -> None:
     """Sale sessions, newest first, with their orders and total (a live one's running total from Redis)."""
     from .core import auth
@@ -562,7 +556,7 @@ def totals() -> None:
 
 @totals.command("rebuild")
 @click.argument("session", type=int, required=False)
-@with_app()
+@with_app(redis=True)
 def totals_rebuild(session: int | None, app: Flask) -> None:
     """Recompute Redis totals from SQL for SESSION, or for every live session."""
     from .core import sessions as session_service
@@ -606,7 +600,7 @@ def totals_rebuild(session: int | None, app: Flask) -> None:
               help="Worker processes (default: one per core, at most 8). Several share push through Redis.")
 @click.option("--worker-connections", default=2000, show_default=True, type=int,
               help="Concurrent sockets per worker (viewers and API calls together).")
-@with_app(DATA_CREATE)
+@with_app(DATA_CREATE, redis=True)
 def serve(host: str, port: int, workers: int | None, worker_connections: int, app: Flask) -> None:
     """Run livesale with gunicorn and gevent workers; stop it with Ctrl-C.
 
@@ -660,7 +654,7 @@ def cluster(processes: int, base_port: int, host: str, nginx_port: int | None, n
                  nginx_host=nginx_host, nginx_binary=nginx_binary, worker_connections=worker_connections)
 
 
-@with_app(DATA_CREATE)
+@with_app(DATA_CREATE, redis=True)
 def _run_cluster(*, app: Flask, **options: Any) -> None:
     from . import cluster as topology
 
@@ -704,7 +698,7 @@ DEMO_HOST = "demo-host"
               help="Orders per second, on average.")
 @click.option("--url", default="http://127.0.0.1:5000", show_default=True,
               help="Where the server runs (`livesale serve`), for the links it prints.")
-@with_app(DATA_CREATE)
+@with_app(DATA_CREATE, redis=True)
 def demo(minutes: float | None, rate: float, url: str, app: Flask) -> None:
     """Create a demo session modelled on a Kashgar apricot broadcast and feed it orders.
 
@@ -763,12 +757,6 @@ def demo(minutes: float | None, rate: float, url: str, app: Flask) -> None:
             click.echo("", err=True)
         session_service.end_session(store, actor=actor, session_id=sid)
         click.echo(f"demo session {sid} ended after {count} orders; its report: {url}/sessions/{sid}", err=True)
-
-
-# --- data: db backup, db restore, export (livesale.cli_data) ---------------------
-
-cli_data.register(main, db, existing_data=with_app(DATA_EXISTING), any_data=with_app(DATA_CREATE),
-                  redis_ready=redis_ready)
 
 
 # --- backup, restore, export (livesale/cli_data.py) ------------------------------------------
