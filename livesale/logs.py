@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-import orjson
+from . import json_codec
 
 #: The id of the request being handled ("" outside a request).
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("livesale_request_id", default="")
@@ -49,7 +49,7 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(out, default=str).decode()
+        return json_codec.dumps(out, default=str).decode()
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

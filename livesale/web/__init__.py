@@ -5,30 +5,30 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
 import redis
 import sqlalchemy as sa
 from flask import Flask, Response, jsonify, request
 from flask.json.provider import JSONProvider
 
+from livesale import json_codec
 from livesale.extensions import backend
 
 from . import admin, api, errors, home, i18n, limits, login, manage, names, observe, pages, review, static, widget
 
 
 class OrjsonProvider(JSONProvider):
-    """orjson for responses (fast, UTF-8 as is); the stdlib for the rare loads."""
+    """orjson for responses (fast, UTF-8 as is), or the same bytes from the stdlib without it (json_codec)."""
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+        return json_codec.dumps(obj).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        return orjson.loads(s)
+        return json_codec.loads(s)
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         obj = self._prepare_response_obj(args, kwargs)
         return self._app.response_class(
-            orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS), mimetype="application/json"
+            json_codec.dumps(obj), mimetype="application/json"
         )
 
 

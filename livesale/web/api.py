@@ -10,10 +10,9 @@ from functools import wraps
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from livesale import metrics
+from livesale import json_codec, metrics
 from livesale.core import compare as compare_service
 from livesale.core import orders as order_service
 from livesale.core import sessions as session_service
@@ -59,8 +58,8 @@ def json_body() -> Any:
         raise InvalidInput("send a JSON body with Content-Type: application/json", field="body", code="bad_request")
     data = request.get_data(cache=False)
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
+        return json_codec.loads(data)
+    except json_codec.JSONDecodeError:
         pass  # orjson refuses integers beyond 64 bits and lone surrogates: let the stdlib say more
     try:
         # Valid JSON the fast parser refused parses here, so validation can
