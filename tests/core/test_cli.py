@@ -1,10 +1,9 @@
 """The ``livesale`` command, run in-process against the test app's database and Redis.
 
-The commands live on ``livesale.cli.main`` (a ``FlaskGroup``), not on the
-app's own ``app.cli`` group, so they are invoked as ``runner.invoke(main, ...)``;
-``FlaskCliRunner.invoke`` then passes ``obj=ScriptInfo(create_app=lambda: app)``,
-so ``with_appcontext`` loads the test app rather than building one from the
-environment.
+``livesale.cli.main`` is a plain click group that builds its app lazily; given an app (or the
+``ScriptInfo`` that Flask's ``app.test_cli_runner()`` passes) it uses that one instead of building
+one from the environment. ``tests/core/test_cli_failures.py`` and ``test_cli_users.py`` run the real
+command in a child process, as a user does.
 """
 
 from __future__ import annotations
@@ -29,10 +28,7 @@ PASSWORD = "apricots and almonds"
 
 
 @pytest.fixture
-def cli(runner: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    # FlaskGroup sets FLASK_RUN_FROM_CLI in os.environ; keep it from leaking into other tests.
-    monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
-
+def cli(runner: Any) -> Callable[..., Result]:
     def invoke(*args: str, input: str | None = None) -> Result:
         return runner.invoke(main, args=list(args), input=input)
 
@@ -66,8 +62,7 @@ def test_the_app_cli_group_does_not_carry_the_commands(runner: Any) -> None:
     assert {"db", "user", "token", "totals"} <= set(main.commands)
 
 
-def test_explicit_script_info_works_too(app: Any, monkeypatch: pytest.MonkeyPatch, store: Any) -> None:
-    monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
+def test_explicit_script_info_works_too(app: Any, store: Any) -> None:
     result = app.test_cli_runner().invoke(
         main, ["user", "add", "ayi", "--role", "host"], input=PASSWORD + "\n", obj=ScriptInfo(create_app=lambda: app)
     )
@@ -255,10 +250,7 @@ def test_db_upgrade_is_idempotent(cli: Callable[..., Result], store: Any) -> Non
     assert len(versions) == 1
 
 
-def test_db_upgrade_creates_a_fresh_database_once(
-    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
+def test_db_upgrade_creates_a_fresh_database_once(tmp_path: Path, redis_url: str) -> None:
     url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
     fresh = create_app({"ENV": "testing", "SECRET_KEY": "x" * 32, "DATABASE_URL": url, "REDIS_URL": redis_url,
                         "INSTANCE_PATH": str(tmp_path / "fresh-instance")})
