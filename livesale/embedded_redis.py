@@ -252,7 +252,11 @@ def _zombie(pid: int) -> bool:
 
 
 def shutdown_nosave(client: redis.Redis) -> None:
-    """``SHUTDOWN NOSAVE`` through ``client`` (then closed): the server exits without an RDB snapshot."""
+    """``SHUTDOWN NOSAVE`` through ``client`` (then closed): the server exits without an RDB snapshot.
+
+    Without retries: the server answers by closing the connection, which
+    redis-py's default retry policy would retry with backoff (about 4 s)."""
+    client.set_retry(Retry(NoBackoff(), 0))
     try:
         client.shutdown(nosave=True)
     except (redis.ConnectionError, redis.TimeoutError):
