@@ -165,3 +165,49 @@ def test_users_commands_use_the_same_database_as_the_app(livesale: Livesale, sto
     ok(livesale("user", "add", "official1", "--role", "official", input=PASSWORD + "\n"))
     with store.db.connect() as conn:
         assert conn.execute(sa.text("SELECT role FROM users WHERE name = 'official1'")).scalar_one() == "official"
+
+
+def test_demo_runs_until_ctrl_c_and_says_how_to_watch_it(livesale: Livesale, store: Any, app: Any) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen([str(LIVESALE), "demo", "--rate", "50", "--url", "http://127.0.0.1:5999"],
+                            env=livesale.env, cwd=livesale.cwd, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        intro = [proc.stderr.readline() for _ in range(4)]
+        assert "demo session" in intro[0] and "Ctrl-C ends it" in intro[0], intro
+        with store.db.connect() as conn:
+            sid = conn.execute(sa.text("SELECT max(id) FROM live_sessions")).scalar_one()
+        assert f"http://127.0.0.1:5999/live/{sid}" in intro[1]
+        token = intro[2].split("Bearer ")[1].split("'")[0]
+        # The printed token reads the session's totals over the API.
+        deadline = time.monotonic() + 30
+        while True:
+            totals = Api(app.test_client(), token).get(f"/api/v1/sessions/{sid}/totals")
+            assert totals.status_code == 200, totals.json
+            if totals.json["orders"] >= 3:
+                break
+            assert time.monotonic() < deadline, "the demo recorded no orders"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+        rest = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert code == 0, rest
+    assert "Traceback" not in rest and f"demo session {sid} ended after" in rest
+    with store.db.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM live_sessions WHERE id = :i"), {"i": sid}).scalar_one() == "ended"
+
+
+def test_demo_for_some_minutes_ends_by_itself(livesale: Livesale, store: Any) -> None:
+    result = ok(livesale("demo", "--minutes", "0.02", "--rate", "20"))
+    assert "for 0.02 minute(s)" in result.stderr and "ended after" in result.stderr
+    with store.db.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM live_sessions")).scalars().all() == ["ended"]
+    assert livesale("demo", "--minutes", "0").returncode == 2  # a usage error, before anything is created
