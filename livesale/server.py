@@ -90,16 +90,18 @@ def raise_nofile() -> None:
 
 def check_port(host: str, port: int) -> None:
     """Refuse at once, in one line, a port that gunicorn could not bind (it would retry for 5 s)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ConfigError(f"cannot listen on {host}: {exc.strerror}; use --host 127.0.0.1 or 0.0.0.0") from None
-    family, kind, proto, _name, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        # As gunicorn binds: with SO_REUSEADDR, only a listening socket makes the port busy.
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a TCP port: choose one from 1024 to 65535")
+    # As gunicorn binds: IPv6 for an IPv6 literal, else IPv4 (a name is resolved as IPv4);
+    # with SO_REUSEADDR, so that only a listening socket makes the port busy.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(address)
+            probe.bind((host.strip("[]"), port))
+        except socket.gaierror as exc:
+            raise ConfigError(f"cannot listen on {host}: {exc.strerror}; use --host 127.0.0.1 or 0.0.0.0") \
+                from None
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise ConfigError(
