@@ -219,7 +219,7 @@ class LightViewer:
 
     async def connect(self, url: str, token: str, session_id: int, source: str | None = None) -> None:
         import aiohttp
-        import orjson
+        from livesale import json_codec as orjson  # orjson where installed, else the standard json
 
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0)) if source else None)
         ws_url = url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
@@ -237,7 +237,7 @@ class LightViewer:
         await asyncio.wait_for(first, 20)
 
     async def _read(self, first: asyncio.Future[None]) -> None:
-        import orjson
+        from livesale import json_codec as orjson  # orjson where installed, else the standard json
 
         ws, got = self.ws, self.got
         async for msg in ws:
