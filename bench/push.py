@@ -219,6 +219,7 @@ class LightViewer:
 
     async def connect(self, url: str, token: str, session_id: int, source: str | None = None) -> None:
         import aiohttp
+
         from livesale import json_codec as orjson  # orjson where installed, else the standard json
 
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0)) if source else None)
