@@ -281,6 +281,11 @@ def compare() -> ResponseReturnValue:
     """2 to 6 sessions side by side (``?ids=3,5,9``); the first is the reference."""
     if not request.args.get("ids"):
         return render_template("review/compare.html", comparison=None, labels=_figure_labels(), ids="")
+    try:
+        compare_service.parse_ids(request.args.get("ids"))
+    except DomainError:  # the page again, saying what to type: not a dead-end error page
+        return render_template("review/compare.html", comparison=None, labels=_figure_labels(),
+                               ids=request.args.get("ids", "")[:100], wrong_ids=True), 400
     ids, comparison = _comparison()
     titles = {row["session"]["id"]: row["session"]["title"] for row in comparison["sessions"]}
     names = [f"{row['session']['title']} (#{row['session']['id']})" for row in comparison["sessions"]]

@@ -68,7 +68,8 @@ class Site:
             ("edit-live", f"/sessions/{self.live}/edit"),
             ("delete", f"/sessions/{self.scheduled}/delete"),
             ("error-404", "/sessions/999999"),
-            ("error-400", "/compare?ids=1"),
+            ("error-400", "/compare.csv?ids=1"),
+            ("compare-wrong-ids", "/compare?ids=1"),
         ]
 
 

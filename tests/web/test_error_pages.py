@@ -54,7 +54,11 @@ def assert_page(r: Any, status: int, lang: str) -> None:
 def test_pages_for_people(client: Any, users: Users, failing: Any, lang: str) -> None:
     users.token("official")
     login(client, "official")
-    assert_page(client.get(f"/compare?ids=1&lang={lang}"), 400, lang)  # was the server's "Bad Request"
+    assert_page(client.get(f"/compare.csv?ids=1&lang={lang}"), 400, lang)  # was the server's "Bad Request"
+    # The comparison page itself answers a wrong list with its form and what to type.
+    wrong = client.get(f"/compare?ids=1&lang={lang}")
+    assert wrong.status_code == 400 and 'id="compare-problem"' in wrong.text and 'name="ids" value="1"' in wrong.text
+    assert ("请输入 2 到 6 个不同的场次编号" in wrong.text) is (lang == "zh")
     assert_page(client.get("/no/such/page"), 404, lang)
     assert_page(client.get("/sessions/424242"), 404, lang)
     assert_page(client.get("/admin/users"), 403, lang)
