@@ -648,8 +648,8 @@ def cluster(processes: int, base_port: int, host: str, nginx_port: int | None, n
         topology.check_options(processes=processes, base_port=base_port, nginx_port=nginx_port)
         if nginx_port is not None:
             topology.find_nginx(nginx_binary)
-    except topology.ClusterError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except topology.ClusterError as exc:  # a port in use, an option out of range, nginx missing: exit 2
+        raise Problem(str(exc)) from exc
     _run_cluster(processes=processes, base_port=base_port, host=host, nginx_port=nginx_port,
                  nginx_host=nginx_host, nginx_binary=nginx_binary, worker_connections=worker_connections)
 
@@ -665,8 +665,8 @@ def _run_cluster(*, app: Flask, **options: Any) -> None:
                 instance_path=app.instance_path, message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
                 echo=lambda line: click.echo(line, err=True), **options,
             )
-    except topology.ClusterError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except topology.ClusterError as exc:  # a port in use, an option out of range, nginx missing: exit 2
+        raise Problem(str(exc)) from exc
     if code:
         raise SystemExit(code)
 

@@ -216,9 +216,9 @@ def invoke(args: list[str], env: dict[str, str]) -> Any:
     ("args", "code", "message"),
     [
         (["--processes", "0"], 2, "Invalid value for '--processes'"),
-        (["--base-port", "65535"], 1, "outside 1–65535"),
-        (["--base-port", "9001", "--nginx", "9002"], 1, "is one of the app processes' ports"),
-        (["--nginx", "9100", "--nginx-binary", "/nonexistent/nginx"], 1, "not found"),
+        (["--base-port", "65535"], 2, "outside 1–65535"),
+        (["--base-port", "9001", "--nginx", "9002"], 2, "is one of the app processes' ports"),
+        (["--nginx", "9100", "--nginx-binary", "/nonexistent/nginx"], 2, "not found"),
         (["--nginx-binary", "/usr/sbin/nginx"], 2, "need --nginx PORT"),
     ],
 )
@@ -243,7 +243,7 @@ def test_a_port_in_use_is_refused(database_url: str, redis_url: str, tmp_path: P
         taken.listen()
         port = taken.getsockname()[1]
         result = invoke(["cluster", "--processes", "1", "--base-port", str(port)], env)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
     assert isinstance(result.exception, SystemExit), result.exception
 
