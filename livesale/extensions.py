@@ -68,6 +68,17 @@ def resolve_async_mode(setting: str) -> str:
         return "threading"
 
 
+def socketio_channel(queue_url: str) -> str:
+    """The message queue's pub/sub channel, named after the Redis database it is given.
+
+    Pub/sub ignores the database number: two livesale installations (or test
+    runs) sharing one Redis server on different databases would otherwise
+    deliver each other's pushes to their viewers.
+    """
+    db = int(redis.connection.parse_url(queue_url).get("db", 0) or 0)
+    return "livesale-socketio" if db == 0 else f"livesale-socketio-db{db}"
+
+
 def init_socketio(app: Flask) -> None:
     origins = [o.strip() for o in app.config["ALLOWED_ORIGINS"].split(",") if o.strip()]
     queue_url = app.config["SOCKETIO_MESSAGE_QUEUE"]
@@ -75,7 +86,7 @@ def init_socketio(app: Flask) -> None:
     if queue_url:
         # Always Redis, whatever the URL's scheme: Flask-SocketIO would take the
         # embedded server's unix:// URL for a Kombu (AMQP) URL.
-        extra["client_manager"] = RedisManager(queue_url, channel="livesale-socketio")
+        extra["client_manager"] = RedisManager(queue_url, channel=socketio_channel(queue_url))
     socketio.init_app(
         app,
         **extra,

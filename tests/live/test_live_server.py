@@ -249,3 +249,12 @@ def test_an_oversized_message_disconnects(
     other.join({"widget": "x" * 15_000})
     assert other.wait_for(lambda: bool(other.of("error")), 5)
     assert other.client.connected
+
+
+def test_installations_on_other_redis_databases_do_not_hear_each_others_pushes() -> None:
+    """Pub/sub ignores the database number: the message queue's channel carries it."""
+    from livesale.extensions import socketio_channel
+
+    names = {socketio_channel(url) for url in ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/14",
+                                                "redis://127.0.0.1:6379/15", "unix:///tmp/r.sock?db=15")}
+    assert names == {"livesale-socketio", "livesale-socketio-db14", "livesale-socketio-db15"}
