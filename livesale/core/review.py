@@ -28,7 +28,7 @@ from .sessions import (
     _products_of,
     session_figures,
 )
-from .spreadsheet import BOM, csv_line, yuan_text
+from .spreadsheet import BOM, csv_line, yuan, yuan_text
 from .validation import SESSION_STATUSES
 
 SORTS = ("date", "total", "orders", "avg_order")
@@ -233,10 +233,12 @@ def comparison_csv(comparison: dict[str, Any], *, labels: dict[str, str]) -> str
         line: list[Any] = [labels[key]]
         for i, row in enumerate(sessions):
             value = row["figures"][key]
-            line.append(yuan_text(value) if key.endswith("_fen") and value is not None else value)
+            # Amounts as numbers (Decimal yuan): a negative difference written as text would be
+            # quoted by the formula guard and reach the spreadsheet as text, not as a number.
+            line.append(yuan(value) if key.endswith("_fen") and value is not None else value)
             if i:
                 diff = row["difference"][key]
-                line.append(yuan_text(diff["abs"]) if key.endswith("_fen") and diff["abs"] is not None else diff["abs"])
+                line.append(yuan(diff["abs"]) if key.endswith("_fen") and diff["abs"] is not None else diff["abs"])
                 line.append(diff["pct"])
         lines.append(csv_line(line))
     return "".join(lines)
