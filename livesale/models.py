@@ -203,3 +203,109 @@ class SessionResult(Base):
     #: What sold in the peak minute: ``{sku: [quantity, amount_fen]}`` (NULL for results from before 0002).
     peak_products: so.Mapped[dict[str, Any] | None]
     duration_s: so.Mapped[int]
+    #: Sales by channel/platform: ``{channel: [orders, amount_fen]}`` (NULL for results from before 0004).
+    by_channel: so.Mapped[dict[str, Any] | None]
+
+
+# --- the platforms' record of a session (issue: orders from the platforms) -------------------------
+
+
+class ImportRecord(Base):
+    """One import of a platform's order export: who, when, which file, what it did."""
+
+    __tablename__ = "imports"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    session_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("live_sessions.id", ondelete="CASCADE"), index=True)
+    user_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    platform: so.Mapped[str] = so.mapped_column(sa.String(16))
+    filename: so.Mapped[str] = so.mapped_column(sa.String(255), default="")
+    sha256: so.Mapped[str] = so.mapped_column(sa.String(64))
+    #: The import's answer (added, repeated, refunded, skipped rows…), as the API gave it.
+    report: so.Mapped[dict[str, Any]]
+    #: The session's platform figures before and after (orders, items, amount_fen).
+    before: so.Mapped[dict[str, Any]]
+    after: so.Mapped[dict[str, Any]]
+
+
+class PlatformLine(Base):
+    """One order line of a platform's export: the platform's record of a session.
+
+    Kept apart from ``orders`` (the live count): platform lines never move
+    the running totals; reconciliation lays the two side by side.
+    """
+
+    __tablename__ = "platform_lines"
+    __table_args__ = (sa.UniqueConstraint("session_id", "line_id"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    session_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("live_sessions.id", ondelete="CASCADE"))
+    #: ``<platform>:<the platform's line id>`` (Douyin: 子订单编号, else 主订单编号; …).
+    line_id: so.Mapped[str] = so.mapped_column(sa.String(200))
+    platform: so.Mapped[str] = so.mapped_column(sa.String(16))
+    #: The platform's order id: several lines can share it.
+    order_ref: so.Mapped[str] = so.mapped_column(sa.String(128), default="")
+    sku: so.Mapped[str] = so.mapped_column(sa.String(64))
+    quantity: so.Mapped[int]
+    amount_fen: so.Mapped[int] = so.mapped_column(sa.BigInteger)
+    paid_at: so.Mapped[datetime]
+    province: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
+    city: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
+    #: ``paid`` or ``refunded`` (a line imported as paid and later exported refunded or cancelled).
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default="paid")
+    refunded_at: so.Mapped[datetime | None]
+    import_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("imports.id", ondelete="SET NULL"))
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+
+
+class ProductMapping(Base):
+    """A platform's product name and spec → a session product's sku, saved by a host; the
+    village's next sessions reuse it."""
+
+    __tablename__ = "product_mappings"
+    __table_args__ = (sa.UniqueConstraint("village", "platform", "platform_name", "spec"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    village: so.Mapped[str] = so.mapped_column(sa.String(100), default="")
+    platform: so.Mapped[str] = so.mapped_column(sa.String(16))
+    platform_name: so.Mapped[str] = so.mapped_column(sa.String(200))
+    spec: so.Mapped[str] = so.mapped_column(sa.String(200), default="")
+    sku: so.Mapped[str] = so.mapped_column(sa.String(64))
+    created_by: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+
+
+class FinalDecision(Base):
+    """Which figures of a session stand: every confirmation, proposal and revert, in order
+    (the newest confirmation or revert decides; a host's proposal decides nothing)."""
+
+    __tablename__ = "final_decisions"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    session_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("live_sessions.id", ondelete="CASCADE"), index=True)
+    #: ``confirm``, ``propose`` or ``revert``.
+    action: so.Mapped[str] = so.mapped_column(sa.String(16))
+    #: ``platform`` or ``live``.
+    source: so.Mapped[str] = so.mapped_column(sa.String(16))
+    reason: so.Mapped[str] = so.mapped_column(sa.String(500), default="")
+    user_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+
+
+class OrderHook(Base):
+    """A signed push endpoint (``/hooks/orders/<hook_id>``) for a session's live orders.
+
+    The secret is kept as given: checking an HMAC needs it (unlike a bearer
+    token, which is only compared, and so stored hashed).
+    """
+
+    __tablename__ = "order_hooks"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    hook_id: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    session_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("live_sessions.id", ondelete="CASCADE"), index=True)
+    secret: so.Mapped[str] = so.mapped_column(sa.String(128))
+    created_by: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    revoked_at: so.Mapped[datetime | None]

@@ -5,7 +5,19 @@ on these tables; the ORM classes in ``livesale.models`` stay the single
 definition of the schema.
 """
 
-from livesale.models import ApiToken, LiveSession, Order, Product, SessionResult, User
+from livesale.models import (
+    ApiToken,
+    FinalDecision,
+    ImportRecord,
+    LiveSession,
+    Order,
+    OrderHook,
+    PlatformLine,
+    Product,
+    ProductMapping,
+    SessionResult,
+    User,
+)
 
 users = User.__table__
 api_tokens = ApiToken.__table__
@@ -13,3 +25,8 @@ live_sessions = LiveSession.__table__
 products = Product.__table__
 orders = Order.__table__
 session_results = SessionResult.__table__
+imports = ImportRecord.__table__
+platform_lines = PlatformLine.__table__
+product_mappings = ProductMapping.__table__
+final_decisions = FinalDecision.__table__
+order_hooks = OrderHook.__table__
