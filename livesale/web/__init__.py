@@ -13,7 +13,23 @@ from flask.json.provider import JSONProvider
 from livesale import json_codec
 from livesale.extensions import backend
 
-from . import admin, api, errors, home, i18n, limits, login, manage, names, observe, pages, review, static, widget
+from . import (
+    admin,
+    api,
+    errors,
+    home,
+    hooks,
+    i18n,
+    limits,
+    login,
+    manage,
+    names,
+    observe,
+    pages,
+    review,
+    static,
+    widget,
+)
 
 
 class OrjsonProvider(JSONProvider):
@@ -74,6 +90,12 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(manage.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(widget.bp)
+    # Signed pushes: the signature is the credential (no cookie, no CSRF); the hooks' API is the API's kind.
+    login.csrf.exempt(hooks.bp)
+    login.csrf.exempt(hooks.api_bp)
+    app.register_blueprint(hooks.bp)
+    app.register_blueprint(hooks.api_bp)
+    app.register_blueprint(hooks.pages_bp)
     home.init_app(app)
 
     @app.get("/livez")

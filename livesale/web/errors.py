@@ -59,7 +59,8 @@ def error_response(status: int, message: str, *, code: str | None = None, field:
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path == "/healthz" or request.accept_mimetypes.best == "application/json"
+    return (request.path.startswith(("/api/", "/hooks/")) or request.path == "/healthz"
+            or request.accept_mimetypes.best == "application/json")
 
 
 #: What an error page says: a title and what to do next (other statuses read as 400).

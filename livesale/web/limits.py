@@ -9,7 +9,9 @@ What is limited (``LIVESALE_RATE_LIMIT_*``, limit strings such as ``"20 per minu
   in the last few seconds or from a logged-in page;
 * every API request per token (per client IP for the pages' cookie calls): generous, a runaway
   integration's brake, far above what one token posts in the ingest benchmark;
-* the public widget (page, JSON, ``embed.js``) per client IP.
+* the public widget (page, JSON, ``embed.js``) per client IP;
+* signed pushes (``/hooks/orders/<hook_id>``) per hook with the per-token limit, and their 401s per
+  client IP with the 401 limit (the hooks' API, ``hooks_api``, is limited as the API is).
 
 ``/healthz``, ``/livez``, ``/metrics``, static files and every other page are never limited; neither
 is Socket.IO (its joins have their own per-connection limit). Fixed windows: one Lua call (INCR and
@@ -64,6 +66,8 @@ SETTINGS = ("RATE_LIMIT_LOGIN_IP", "RATE_LIMIT_LOGIN_NAME", "RATE_LIMIT_BAD_TOKE
 EXEMPT_VIEWS = ("healthz", "livez", "metrics_view")
 _OFF = {"", "off", "none", "0"}
 TOKEN_SCOPE = "api-token"
+#: Blueprints limited as the API (bearer tokens or the pages' cookie calls).
+API_BLUEPRINTS = ("api", "hooks_api")
 
 #: The widget's 429 page (people's pages get web.errors' page).
 PAGE = """<!doctype html>
@@ -103,6 +107,11 @@ def _token_key() -> str:
     return "t:" + hash_token(token)[:32] if token else "ip:" + client_ip()
 
 
+def _hook_key() -> str:
+    """A push's hook (its id is in the path; the signature is checked by the view)."""
+    return "h:" + str((request.view_args or {}).get("hook_id", ""))[:64]
+
+
 def _login_name() -> str:
     return "n:" + (request.form.get("name") or "").strip().lower()[:64]
 
@@ -136,14 +145,14 @@ def _route() -> None:
     API requests: the 401 limit and the token limit).
     """
     blueprint = request.blueprint
-    if blueprint == "api":
+    if blueprint in API_BLUEPRINTS:
         token = _bearer()
         token_hash = hash_token(token) if token else ""
         if token_hash and auth.recently_valid(token_hash):
             g.limit_path, g.limit_token_key = "fast", "t:" + token_hash[:32]
         else:
             g.limit_path = "full"
-    elif blueprint == "widget" or (request.endpoint == "login.login" and request.method == "POST"):
+    elif blueprint in ("widget", "hooks") or (request.endpoint == "login.login" and request.method == "POST"):
         g.limit_path = "full"
     else:
         g.limit_path = "skip"
@@ -296,9 +305,14 @@ def init_app(app: Flask) -> None:
                          deduct_when=_failed_login)(blueprints["login"])
     limiter.shared_limit(_setting("RATE_LIMIT_LOGIN_NAME"), "login-name", key_func=_login_name, methods=["POST"],
                          exempt_when=_not_login_form, deduct_when=_failed_login)(blueprints["login"])
-    limiter.shared_limit(_setting("RATE_LIMIT_BAD_TOKEN"), "api-bad-token", exempt_when=_authenticated,
-                         deduct_when=_unauthorized)(blueprints["api"])
-    limiter.shared_limit(_setting("RATE_LIMIT_API_TOKEN"), TOKEN_SCOPE, key_func=_token_key)(blueprints["api"])
+    for name in API_BLUEPRINTS:
+        limiter.shared_limit(_setting("RATE_LIMIT_BAD_TOKEN"), "api-bad-token", exempt_when=_authenticated,
+                             deduct_when=_unauthorized)(blueprints[name])
+        limiter.shared_limit(_setting("RATE_LIMIT_API_TOKEN"), TOKEN_SCOPE, key_func=_token_key)(blueprints[name])
+    limiter.shared_limit(_setting("RATE_LIMIT_BAD_TOKEN"), "hook-bad-signature", methods=["POST"],
+                         deduct_when=_unauthorized)(blueprints["hooks"])
+    limiter.shared_limit(_setting("RATE_LIMIT_API_TOKEN"), "hook", key_func=_hook_key, methods=["POST"])(
+        blueprints["hooks"])
     limiter.shared_limit(_setting("RATE_LIMIT_WIDGET"), "widget", methods=["GET", "HEAD"])(blueprints["widget"])
     for name in EXEMPT_VIEWS:
         limiter.exempt(app.view_functions[name])
