@@ -943,8 +943,259 @@ def paths() -> dict[str, Any]:
     }
 
 
-def build_document() -> dict[str, Any]:
+# --- signed pushes (issue 14 item 5) --------------------------------------------------------------
+
+HOOK_ID = path_param("hook_id", string(maxLength=64), "The hook's id (as its create answer gave it).")
+SIGNATURE_HEADER = "X-Livesale-Signature"
+
+
+def _hook_secret() -> Schema:
+    return response_object(
+        {
+            "hook_id": string(pattern=r"^[A-Za-z0-9_-]{16,64}$"),
+            "secret": string(minLength=32, description="Shown only in this answer (Cache-Control: no-store)."),
+            "url": string(description="Where the sender POSTs: /hooks/orders/{hook_id} on this server."),
+        },
+        description="A hook and its secret: keep the secret on the sender's server.",
+    )
+
+
+def hook_paths() -> dict[str, Any]:
+    """The hooks' API and the push endpoint itself (signed, no token)."""
+    recorded = {
+        "oneOf": [ref("OrderRecorded"), ref("OrdersRecorded")],
+        "description": 'As POST /api/v1/sessions/{id}/orders answers: {"order", "totals"} or {"orders", "totals"}.',
+    }
+    refused = response(
+        "A missing or malformed signature (bad_signature), one that does not match the body and the hook's "
+        "current secret (bad_signature), a t more than 300 s from the server's clock either way "
+        "(stale_signature), or an unknown or deleted hook (unknown_hook). Nothing is stored.",
+        ref("Error"),
+        headers={"WWW-Authenticate": {"required": True, "schema": string(),
+                                      "description": f'{SIGNATURE_HEADER} realm="livesale"'}},
+    )
+    push_ok = responses(
+        {201: response("At least one order is new.", recorded),
+         200: response("Every order repeated a known one (same external_id, same payload).", recorded)},
+        400, 403, 409, 413, 422,
+    )
+    push_ok["401"] = refused
+    listed = response_object(
+        {"hooks": {"type": "array", "items": response_object({
+            "hook_id": string(), "created_by": nullable(string()), "created_at": TIMESTAMP, "url": string()})}},
+    )
     return {
+        "/hooks/orders/{hook_id}": {
+            "parameters": [HOOK_ID],
+            "post": {
+                **operation(
+                    "pushOrders",
+                    "Push one order or a batch, signed with the hook's secret",
+                    "hooks",
+                    push_ok,
+                    body={"oneOf": [ref("OrderInput"), ref("OrderBatch")]},
+                    body_examples={"single": {"value": {"sku": "APRICOT-5KG", "quantity": 2, "channel": "douyin",
+                                                        "external_id": "dy-1001"}}},
+                    description="For a shop's middleware or a platform relay: no token and no cookie. The header "
+                    f"`{SIGNATURE_HEADER}: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.<raw body>\")>` "
+                    "signs the exact bytes sent (the body is checked before it is parsed; several v1 values may be "
+                    "given). The orders are the API's, recorded as the session's host, and answered as "
+                    "POST /api/v1/sessions/{id}/orders answers them. Every order must carry an external_id "
+                    "(422 naming it otherwise): the same external_id counts once, so a retry, or a push replayed "
+                    "within the 5 minutes, changes nothing. Rate-limited per hook; refused signatures per address.",
+                ),
+                "security": [{"hookSignature": []}],
+            },
+        },
+        f"{API}/sessions/{{session_id}}/hooks": {
+            "parameters": [SESSION_ID],
+            "post": operation(
+                "createHook",
+                "Make a signed-push hook for the session",
+                "hooks",
+                responses({201: response("The hook and its secret, shown this once.", _hook_secret())},
+                          401, 403, 404),
+                description="Only the session's owner (or an admin); officials 403.",
+            ),
+            "get": operation(
+                "listHooks",
+                "The session's hooks (never their secrets)",
+                "hooks",
+                responses({200: response("Hooks that take pushes, oldest first.", listed)}, 401, 403, 404),
+                description="Only the session's owner (or an admin); officials 403.",
+            ),
+        },
+        f"{API}/sessions/{{session_id}}/hooks/{{hook_id}}": {
+            "parameters": [SESSION_ID, HOOK_ID],
+            "delete": operation(
+                "deleteHook",
+                "Delete a hook",
+                "hooks",
+                responses({204: {"description": "Deleted: pushes to it are refused from now on (401)."}},
+                          401, 403, 404),
+            ),
+        },
+        f"{API}/sessions/{{session_id}}/hooks/{{hook_id}}/rotate": {
+            "parameters": [SESSION_ID, HOOK_ID],
+            "post": operation(
+                "rotateHook",
+                "Give a hook a new secret",
+                "hooks",
+                responses({200: response("The hook and its new secret, shown this once.", _hook_secret())},
+                          401, 403, 404),
+                description="Same address; pushes signed with the old secret are refused at once.",
+            ),
+        },
+    }
+
+
+def add_signed_pushes(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with the hooks' paths and the push signature's security scheme."""
+    document["paths"].update(hook_paths())
+    document["components"]["securitySchemes"]["hookSignature"] = {
+        "type": "apiKey",
+        "in": "header",
+        "name": SIGNATURE_HEADER,
+        "description": "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.<raw body>\")>, with the hook's secret; "
+        "t within 300 s of the server's clock.",
+    }
+    document["tags"].append({"name": "hooks"})
+    return document
+
+
+# --- reconciliation and final figures (issue 14 items 2-3) ------------------------------------------
+
+
+def _final() -> Schema:
+    source = string(enum=["live", "platform"])
+    return response_object(
+        {
+            "source": {**source, "description": "Whose figures stand: the live count or the platform's record."},
+            "by": nullable(string(description="Who confirmed; null when nobody did (the default stands).")),
+            "at": nullable(TIMESTAMP),
+            "reason": nullable(string(description='Why, as given; "automatic" for a session without live orders '
+                                      "whose platform record stands by itself.")),
+            "proposal": nullable(response_object(
+                {"source": source, "by": nullable(string()), "at": TIMESTAMP, "reason": string()},
+                description="A host's proposal made since the last decision (it decides nothing).",
+            )),
+        },
+        description="Which figures of the session stand. An ended session's results, lists, comparisons and "
+        "exports use them.",
+    )
+
+
+def _reconciliation() -> Schema:
+    side = response_object({"orders": COUNT, "items": integer(0, format="int64"), "amount_fen": FEN})
+    signed = response_object({"orders": integer(), "items": integer(format="int64"), "amount_fen": FEN},
+                             description="platform − live")
+    totals = {**side["properties"], "refunded_orders": COUNT, "refunded_fen": integer(0, format="int64")}
+    return response_object(
+        {
+            "session_id": integer(1, MAX_ID),
+            "slot_minutes": integer(1),
+            "slot_origin": nullable({**TIMESTAMP, "description": "Where slot 0 starts: the session's start "
+                                     "(planned, if it has not started)."}),
+            "live": response_object({**totals, "by_channel": {"type": "object", "additionalProperties": side,
+                                                              "description": 'By the orders\' channel ("" when '
+                                                              "not given)."}},
+                                    description="The live count: paid orders (refunded apart)."),
+            "platform": response_object({**totals, "by_platform": {"type": "object", "additionalProperties": side}},
+                                        description="The platform's record: paid lines, each one order."),
+            "difference": signed,
+            "by_product": {"type": "array", "items": response_object(
+                {"sku": string(), "name": string(), "live": side, "platform": side, "difference": signed})},
+            "by_slot": {
+                "type": "array",
+                "description": "10-minute slots from slot_origin (offset_min from it; negative before it), from "
+                "the first slot with sales (or 0) to the last; live orders by when they were recorded, "
+                "platform lines by when they were paid.",
+                "items": response_object({"start": nullable(TIMESTAMP), "offset_min": integer(),
+                                          "live": side, "platform": side, "difference": signed}),
+            },
+            "only_live": {"type": "array", "items": string(), "maxItems": 1000,
+                          "description": "external_ids of live orders that are no platform line's full id "
+                          "(<platform>:<id>); the first 1000."},
+            "only_platform": {"type": "array", "items": string(), "maxItems": 1000,
+                              "description": "Platform line ids no live order carries as external_id; the first 1000."},
+            "only_live_total": COUNT,
+            "only_platform_total": COUNT,
+            "matched": COUNT,
+            "live_without_id": {**COUNT, "description": "Live orders without an external_id (cannot be matched)."},
+            "final": ref("Final"),
+        },
+        description="The live count beside the platform's record. Refunded orders and lines are out of every "
+        "figure; differences are platform − live.",
+    )
+
+
+def reconcile_paths() -> dict[str, Any]:
+    decided = response_object({"proposed": {"type": "boolean"}, "action": string(enum=["confirm", "propose",
+                                                                                       "revert"]),
+                               "final": ref("Final")})
+    decision_responses = {200: response("Confirmed or reverted: the figures that stand now.", decided),
+                          202: response("A host's proposal, recorded; nothing changed.", decided)}
+    body = {
+        "oneOf": [
+            obj({"source": string(enum=["platform", "live"]), "reason": text(500, required=True)},
+                required=("source", "reason")),
+            obj({"source": {"type": "null"}, "reason": text(500, required=False)}, required=("source",)),
+        ],
+        "description": 'A source with a reason, or {"source": null} to revert to the default figures.',
+    }
+    return {
+        f"{API}/sessions/{{session_id}}/reconciliation": {
+            "parameters": [SESSION_ID],
+            "get": operation(
+                "getReconciliation",
+                "The live count beside the platform's record",
+                "totals",
+                responses({200: response("The reconciliation.", ref("Reconciliation"))}, 401, 403, 404),
+                description="Anyone who may read the session.",
+            ),
+        },
+        f"{API}/sessions/{{session_id}}/final": {
+            "parameters": [SESSION_ID],
+            "post": operation(
+                "setFinalFigures",
+                "Confirm which figures stand (officials, admins) or propose them (the session's host)",
+                "totals",
+                responses(decision_responses, 400, 401, 403, 404, 409, 422),
+                body=body,
+                body_examples={"confirm": {"value": {"source": "platform", "reason": "次日平台导出已核对"}}},
+                description="Officials and admins confirm (200); the session's host proposes (202, nothing "
+                "changes); another host 403. 409: the session has not ended (session_not_ended), or the "
+                "platform's record is empty (no_platform_lines). Every decision is recorded with who, when "
+                "and why.",
+            ),
+            "delete": operation(
+                "revertFinalFigures",
+                "Revert to the default figures",
+                "totals",
+                responses({200: response("Reverted: the figures that stand now.", decided)}, 401, 403, 404, 409),
+                description="Officials and admins. The default is the live count, or the platform's record "
+                "for a session without live orders.",
+            ),
+        },
+    }
+
+
+def add_reconciliation(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with reconciliation and final figures: their paths, and ``final`` in results and comparisons."""
+    document["paths"].update(reconcile_paths())
+    schemas = document["components"]["schemas"]
+    schemas["Final"] = _final()
+    schemas["Reconciliation"] = _reconciliation()
+    schemas["Results"]["properties"]["final"] = ref("Final")
+    schemas["Results"]["required"].append("final")
+    row = schemas["Comparison"]["properties"]["sessions"]["items"]
+    row["properties"]["final"] = ref("Final")
+    row["required"].append("final")
+    return document
+
+
+def build_document() -> dict[str, Any]:
+    return add_signed_pushes({
         "openapi": "3.1.0",
         "info": {
             "title": "livesale",
@@ -963,7 +1214,7 @@ def build_document() -> dict[str, Any]:
         ],
         "paths": paths(),
         "components": components(),
-    }
+    })
 
 
 _DOCUMENT: dict[str, Any] | None = None
