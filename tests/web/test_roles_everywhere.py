@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from livesale.core import auth, validation
+from livesale.core import hooks as hook_service
 from livesale.core import orders as order_service
 from livesale.core import sessions as session_service
 from livesale.core.db import write_transaction
@@ -165,6 +166,25 @@ def admin_form(tail: str, **form: str) -> Build:
     return lambda w, fresh: Request("POST", f"/admin/users/{w.user(fresh)}{tail}", form=dict(form))
 
 
+#: The signed-push endpoint: a signature is the only credential, so without one it is 401 for everyone.
+UNSIGNED = dict.fromkeys(ROLES, 401)
+
+
+def hook_of(w: World, session: dict[str, Any]) -> str:
+    """A hook of the session (made once through the core)."""
+    if "hook_id" not in session:
+        store = backend.store_of(w.app)
+        session["hook_id"] = hook_service.create_hook(store, actor=host_actor(store.db), session_id=session["id"]).hook_id
+    return session["hook_id"]
+
+
+def hook_change(prefix: str, tail: str, method: str = "POST", form: dict[str, str] | None = None) -> Build:
+    """A request on a hook of a live session of the host (``prefix`` "/api/v1" for the API, "" for pages)."""
+    def build(w: World, fresh: bool) -> Request:
+        s = w.session("live", fresh)
+        return Request(method, f"{prefix}/sessions/{s['id']}/hooks/{hook_of(w, s)}{tail}", form=form)
+    return build
+
 #: (rule, method) -> [(how to build a request, who may)]: every rule of the app, every method but HEAD/OPTIONS.
 MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
     # --- API (bearer tokens) ---
@@ -247,6 +267,19 @@ MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
     ("/admin/users/<name>/tokens", "POST"): [(admin_form("/tokens", label="手机"), ADMIN)],
     ("/admin/users/<name>/revoke", "POST"): [(admin_form("/revoke"), ADMIN)],
     ("/admin/users/<name>/active", "POST"): [(admin_form("/active", active="0"), ADMIN)],
+    # --- signed pushes (issue 14 item 5): hooks are the host's and admins' (officials may not even list them) ---
+    ("/api/v1/sessions/<int:session_id>/hooks", "POST"): [(change("live", "/hooks"), MANAGE)],
+    ("/api/v1/sessions/<int:session_id>/hooks", "GET"): [(on("live", "/api/v1/sessions/{id}/hooks"), MANAGE)],
+    ("/api/v1/sessions/<int:session_id>/hooks/<hook_id>/rotate", "POST"): [
+        (hook_change("/api/v1", "/rotate"), MANAGE)],
+    ("/api/v1/sessions/<int:session_id>/hooks/<hook_id>", "DELETE"): [
+        (hook_change("/api/v1", "", method="DELETE"), MANAGE)],
+    ("/sessions/<int:session_id>/hooks", "POST"): [(page_form("live", "/hooks", {}), MANAGE)],
+    ("/sessions/<int:session_id>/hooks/<hook_id>/rotate", "POST"): [(hook_change("", "/rotate", form={}), MANAGE)],
+    ("/sessions/<int:session_id>/hooks/<hook_id>/delete", "POST"): [(hook_change("", "/delete", form={}), MANAGE)],
+    ("/hooks/orders/<hook_id>", "POST"): [
+        (lambda w, fresh: Request("POST", f"/hooks/orders/{hook_of(w, w.live)}",
+                                  json={"sku": "DRIED-1KG", "quantity": 1, "external_id": "unsigned"}), UNSIGNED)],
 }
 
 
