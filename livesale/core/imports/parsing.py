@@ -95,6 +95,7 @@ class _Table:
         self.header_row = header_row
         self.cols = cols
         self.rows = rows
+        self.epoch = _EPOCH_1900  # of Excel date serials (a Mac workbook may count from 1904)
 
     def error(self, message: str, *, row: int | None = None, field: str | None = None) -> ExportUnreadable:
         column = self.cols[field][1] if field in self.cols else (self.layout.fields[field][0] if field else None)
@@ -122,7 +123,11 @@ def _open_table(name: str, content: bytes, layouts: tuple[C.Layout, ...], *, sho
                 if len(cols) < 2:
                     continue
                 if all(any(f in cols for f in group) for group in layout.required):
-                    return _Table(shown, layout, number, cols, _chain(head[index + 1:], rows))
+                    table = _Table(shown, layout, number, cols, _chain(head[index + 1:], rows))
+                    if isinstance(rows, _Sheet):
+                        rows.wanted = {0} | {i for i, _ in cols.values()}
+                        table.epoch = rows.epoch
+                    return table
                 if best is None or len(cols) > best[0]:
                     best = (len(cols), number, layout, cols)
     if best is not None:
@@ -251,31 +256,116 @@ def _xlsx_sheets(content: bytes, shown: str) -> list[Rows]:
             body = _RPH_RE.sub("", body) if "rPh" in body else body
             strings.append(_xml_text("".join(_T_RE.findall(body))))
     date1904 = bool(re.search(r'date1904="(?:1|true)"', workbook))
-    return [_xlsx_rows(book, sheet, strings, date1904) for sheet in sheets]
+    return [_Sheet(book, sheet, strings, date1904) for sheet in sheets]
 
 
-def _xlsx_rows(book: zipfile.ZipFile, sheet: str, strings: list[str], date1904: bool) -> Rows:
-    """The sheet's rows, streamed from its XML in chunks (a big export's XML is ~100 MB)."""
-    epoch = _EPOCH_1904 if date1904 else _EPOCH_1900
-    next_number = 1
-    buffer = ""
-    with book.open(sheet) as raw:
-        reader = io.TextIOWrapper(raw, encoding="utf-8")
-        while True:
-            chunk = reader.read(1 << 20)
-            buffer += chunk
-            end = buffer.rfind("</row>") if chunk else len(buffer)
-            if end < 0:
+class _Sheet:
+    """An XLSX sheet's rows, streamed from its XML in chunks (a big export's XML is ~100 MB).
+
+    Once the header is known, ``wanted`` (column index → position) limits the rows to the columns
+    that are read: one regular expression then walks all the cells of a chunk in C and only those
+    cells are decoded (decoding every cell of a 26-column export was most of the time).
+    """
+
+    def __init__(self, book: zipfile.ZipFile, name: str, strings: list[str], date1904: bool):
+        self.book = book
+        self.name = name
+        self.strings = strings
+        self.epoch = _EPOCH_1904 if date1904 else _EPOCH_1900
+        self.wanted: set[int] | None = None
+        self.pattern: re.Pattern[str] | None = None
+        self.columns: dict[str, int] = {}
+        self.width = 0
+        self.iterator = self._rows()
+
+    def __iter__(self) -> Rows:
+        return self.iterator
+
+    def __next__(self) -> tuple[int, list]:
+        return next(self.iterator)
+
+    def _rows(self) -> Rows:
+        next_number = 1
+        buffer = ""
+        fast: bool | None = None
+        with self.book.open(self.name) as raw:
+            reader = io.TextIOWrapper(raw, encoding="utf-8")
+            while True:
+                chunk = reader.read(1 << 20)
+                buffer += chunk
+                end = buffer.rfind("</row>") if chunk else len(buffer)
+                if end < 0:
+                    continue
+                end = end + len("</row>") if chunk else end
+                part, buffer = buffer[:end], buffer[end:]
+                if fast is None:  # cells without an r="B5" reference need the slow path
+                    fast = _CELL_NO_REF_RE.search(part) is None
+                if fast and self.wanted is not None:
+                    yield from self._wanted_rows(part)
+                else:
+                    for row_attrs, body in _ROW_RE.findall(part):
+                        r = _ATTR_RE.findall(row_attrs)
+                        number = next((int(v) for k, v in r if k == "r"), next_number)
+                        next_number = number + 1
+                        yield number, _xlsx_cells(body, self.strings)
+                if not chunk:
+                    return
+
+    def _wanted_rows(self, part: str) -> Rows:
+        if self.pattern is None:
+            letters = _letters_of(self.wanted or set())
+            self.columns = dict(letters)
+            self.width = max(self.wanted or {0}) + 1
+            alternatives = "|".join(sorted((name for name, _ in letters), key=len, reverse=True))
+            self.pattern = re.compile(rf'<c r="({alternatives})([0-9]+)"([^>]*?)(?:/>|>(.*?)</c>)', re.S)
+        columns, width, strings = self.columns, self.width, self.strings
+        number = ""
+        cells: list = []
+        for letters, row, attrs, inner in self.pattern.findall(part):
+            if row != number:
+                if number:
+                    yield int(number), cells
+                number = row
+                cells = [""] * width
+            if not inner:
                 continue
-            end = end + len("</row>") if chunk else end
-            part, buffer = buffer[:end], buffer[end:]
-            for row_attrs, body in _ROW_RE.findall(part):
-                r = _ATTR_RE.findall(row_attrs)
-                number = next((int(v) for k, v in r if k == "r"), next_number)
-                next_number = number + 1
-                yield number, _xlsx_cells(body, strings, epoch)
-            if not chunk:
-                return
+            if 't="' not in attrs:
+                value: object = _Num(inner[3:-4] if inner.startswith("<v>") and inner.endswith("</v>") else _v(inner))
+            elif 't="s"' in attrs:
+                raw = inner[3:-4] if inner.startswith("<v>") and inner.endswith("</v>") else _v(inner)
+                value = strings[int(raw)] if raw else ""
+            elif 't="inlineStr"' in attrs:
+                if inner.startswith("<is><t>") and inner.endswith("</t></is>") and "<" not in inner[7:-9]:
+                    value = _xml_text(inner[7:-9])
+                else:
+                    value = _xml_text("".join(_T_RE.findall(inner)))
+            elif 't="n"' in attrs:
+                value = _Num(_v(inner))
+            else:
+                value = _xml_text(_v(inner))
+            cells[columns[letters]] = value
+        if number:
+            yield int(number), cells
+
+
+def _v(inner: str) -> str:
+    m = _V_RE.search(inner)
+    return m.group(1) if m else ""
+
+
+#: A sheet whose cells do not all start ``<c r="…"`` (prefixed tags, no references) takes the slow path.
+_CELL_NO_REF_RE = re.compile(r'<\w+:c\b|<c(?!\s+r=")[\s/>]')
+
+
+def _letters_of(indices: set[int]) -> list[tuple[str, int]]:
+    out = []
+    for index in indices:
+        n, letters = index + 1, ""
+        while n:
+            n, rem = divmod(n - 1, 26)
+            letters = chr(65 + rem) + letters
+        out.append((letters, index))
+    return out
 
 
 _EPOCH_1900 = datetime(1899, 12, 30)
@@ -295,7 +385,7 @@ def _column_index(ref: str) -> int:
     return index
 
 
-def _xlsx_cells(body: str, strings: list[str], epoch: datetime) -> list:
+def _xlsx_cells(body: str, strings: list[str]) -> list:
     cells: list = []
     for attrs, inner in _CELL_RE.findall(body):
         ref = kind = ""
@@ -434,14 +524,14 @@ class _Times:
             return None
         found = self.cache.get(text)
         if found is None:
-            found = self._parse(text, isinstance(value, _Num))
+            found = self._parse(text, isinstance(value, _Num), table.epoch)
             if found is None:
                 raise table.error(f"{_shown(text)} is not a date and time", row=number, field=field)
             if len(self.cache) < 100_000:
                 self.cache[text] = found
         return found
 
-    def _parse(self, text: str, number: bool) -> datetime | None:
+    def _parse(self, text: str, number: bool, epoch: datetime) -> datetime | None:
         if number or _SERIAL_RE.match(text):
             try:
                 days = float(text)
@@ -449,7 +539,7 @@ class _Times:
                 return None
             if not 1 <= days < 2958466:  # 1900-01-01 … 9999-12-31
                 return None
-            local = _EPOCH_1900 + timedelta(seconds=round(days * 86400))
+            local = epoch + timedelta(seconds=round(days * 86400))
             return local.replace(tzinfo=self.zone).astimezone(UTC)
         m = _TIME_RE.match(unicodedata.normalize("NFKC", text))
         if m is None:
@@ -516,12 +606,15 @@ def _single(platform: str, table: _Table, zone: ZoneInfo) -> Iterable[ExportLine
         status_text = _text(cells, idx.get("status"))
         if platform == "generic" and not status_text:
             status_text = "paid" if paid_at else "not_paid"
-        status = _status(status_text, _text(cells, idx.get("aftersale")), refunded_fen, paid_at is not None)
-        if status == PAID and paid_at is None and _word(status_text.lower(), C.PAID_WORDS):
+        aftersale = _text(cells, idx.get("aftersale"))
+        if paid_at is None and _status(status_text, aftersale, refunded_fen, True) == PAID and _word(
+            status_text.lower(), C.PAID_WORDS
+        ):
             # Paid, but no payment time (cash on delivery): the order's time stands in for it.
             paid_at = times.read(table, cells, "created_at", number)
             if paid_at is None:
                 raise table.error(f"the line is {status_text} but has no payment time", row=number, field="paid_at")
+        status = _status(status_text, aftersale, refunded_fen, paid_at is not None)
         out.append(
             ExportLine(
                 row=number,
