@@ -19,6 +19,7 @@ from .auth import Actor
 from .compare import KEY_FIGURES, key_figures
 from .errors import InvalidInput
 from .figures import Figures
+from .final import LIVE, FinalState, final_states, platform_totals
 from .sessions import (
     _SESSION_COLUMNS,
     SessionFigures,
@@ -57,6 +58,8 @@ class ReviewRow:
     figures: dict[str, Any]
     #: Sales per minute since the start, in fen (the row's sparkline).
     sparkline: list[int]
+    #: Which figures these are: the live count or the platform's record (core.final).
+    final: FinalState = LIVE
 
 
 def _like(text: str) -> str:
@@ -121,8 +124,15 @@ def review_list(
             continue
         rows.append(tuple(row))
 
+    # Ended sessions on the platform's record are listed, sorted and paged by its figures.
+    with store.db.connect() as conn:
+        finals = final_states(conn, [row[0] for row in rows if row[5] == "ended"])
+        on_platform = platform_totals(conn, [sid for sid, f in finals.items() if f.is_platform])
+
     def figures_of(row: tuple[Any, ...]) -> dict[str, Any]:
         amount, orders, items, duration = row[width + 1 : width + 5]
+        if row[0] in finals and finals[row[0]].is_platform:
+            amount, orders, items = on_platform.get(row[0], (0, 0, 0))
         return {"amount_fen": amount or 0, "orders": orders or 0, "items": items or 0, "duration_s": duration or 0}
 
     # Live sessions' figures move: read them now (a handful at a time).
@@ -166,6 +176,8 @@ def review_list(
     for row in page:
         info = infos.get(row[0]) or _info(row[:width], products[row[0]])
         sf = live_figures.get(row[0])
+        if sf is None and row[0] in finals and finals[row[0]].is_platform:
+            sf = session_figures(store, info=info)  # the platform's per-minute figures, for the sparkline
         if sf is None:
             f = base(row)
             figures = Figures(amount_fen=f["amount_fen"], orders=f["orders"], items=f["items"])
@@ -174,7 +186,7 @@ def review_list(
             sf = SessionFigures(info=info, figures=figures, duration_s=f["duration_s"],
                                 peak_minute=figures.peak_minute())
         spark = [point["amount_fen"] for point in sf.figures.timeline()]
-        out.append(ReviewRow(info=info, figures=key_figures(sf), sparkline=spark))
+        out.append(ReviewRow(info=info, figures=key_figures(sf), sparkline=spark, final=finals.get(row[0], LIVE)))
     return out, len(rows)
 
 
@@ -241,4 +253,10 @@ def comparison_csv(comparison: dict[str, Any], *, labels: dict[str, str]) -> str
                 line.append(yuan(diff["abs"]) if key.endswith("_fen") and diff["abs"] is not None else diff["abs"])
                 line.append(diff["pct"])
         lines.append(csv_line(line))
+    # Which figures each column holds: the live count or the platform's record (core.final).
+    source_line: list[Any] = [labels.get("final", "final")]
+    for i, row in enumerate(sessions):
+        source = row["final"]["source"]
+        source_line += [labels.get(f"final_{source}", source)] + (["", ""] if i else [])
+    lines.append(csv_line(source_line))
     return "".join(lines)

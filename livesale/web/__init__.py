@@ -26,6 +26,7 @@ from . import (
     names,
     observe,
     pages,
+    reconcile,
     review,
     static,
     widget,
@@ -96,6 +97,8 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(hooks.bp)
     app.register_blueprint(hooks.api_bp)
     app.register_blueprint(hooks.pages_bp)
+    reconcile.init_app(app)
+    imports.init_app(app)
     home.init_app(app)
 
     @app.get("/livez")

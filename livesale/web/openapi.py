@@ -42,7 +42,7 @@ INTEGER_LITERAL = "An integer literal (2, not 2.0 or 2e0)."
 ERROR_CODES = (
     "bad_request (400: the body is not JSON), unauthorized, forbidden, not_found, method_not_allowed, "
     "too_large, invalid (422), session_ended, session_not_live, session_not_ended, session_live, price_locked, "
-    "session_started, idempotency_conflict, "
+    "session_started, idempotency_conflict, no_platform_lines, "
     "retry (409), unavailable (503), internal (500)"
 )
 
@@ -1160,7 +1160,7 @@ def reconcile_paths() -> dict[str, Any]:
                 "setFinalFigures",
                 "Confirm which figures stand (officials, admins) or propose them (the session's host)",
                 "totals",
-                responses(decision_responses, 400, 401, 403, 404, 409, 422),
+                responses(decision_responses, 400, 401, 403, 404, 409, 413, 422),
                 body=body,
                 body_examples={"confirm": {"value": {"source": "platform", "reason": "次日平台导出已核对"}}},
                 description="Officials and admins confirm (200); the session's host proposes (202, nothing "
@@ -1195,7 +1195,7 @@ def add_reconciliation(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_document() -> dict[str, Any]:
-    return add_signed_pushes({
+    return add_reconciliation(add_signed_pushes({
         "openapi": "3.1.0",
         "info": {
             "title": "livesale",
@@ -1214,7 +1214,7 @@ def build_document() -> dict[str, Any]:
         ],
         "paths": paths(),
         "components": components(),
-    })
+    }))
 
 
 _DOCUMENT: dict[str, Any] | None = None

@@ -313,6 +313,7 @@ def compare() -> ResponseReturnValue:
 @login_required
 def compare_csv() -> ResponseReturnValue:
     ids, comparison = _comparison()
-    labels = {**_figure_labels(), "figure": _("Figure"), "difference": _("difference"), "percent": _("%")}
+    labels = {**_figure_labels(), "figure": _("Figure"), "difference": _("difference"), "percent": _("%"),
+              "final": _("Figures"), "final_live": _("Live count"), "final_platform": _("Platform figures")}
     body = review_service.comparison_csv(comparison, labels=labels)
     return _csv(body, f"livesale-compare-{'-'.join(map(str, ids))}.csv")

@@ -70,6 +70,7 @@ class Site:
             ("error-404", "/sessions/999999"),
             ("error-400", "/compare.csv?ids=1"),
             ("compare-wrong-ids", "/compare?ids=1"),
+            ("reconcile", f"/sessions/{self.big}/reconciliation"),
         ]
 
 
@@ -97,6 +98,34 @@ def _session(api: Any, *, title: str, orders: int, seed: int, end: bool, start: 
     return sid
 
 
+def _platform_lines(app: Any, sid: int, *, lines: int, seed: int) -> None:
+    """The platform's record of a session, as an import stores it: a few lines more than the live count,
+    some refunded, some paid before the start (H12: the reconciliation page and the report's final figures)."""
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from livesale.core import tables as t
+    from livesale.core.db import write_transaction
+    from livesale.extensions import backend
+
+    rng = random.Random(seed)
+    with write_transaction(backend.store_of(app).db) as conn:
+        start = conn.execute(sa.select(t.live_sessions.c.started_at).where(t.live_sessions.c.id == sid)).scalar_one()
+        rows = []
+        for i in range(lines):
+            product = rng.choices(PRODUCTS, weights=[6, 3, 2, 2, 1])[0]
+            quantity = rng.choice([1, 1, 2, 3])
+            province, _, city = rng.choice(REGIONS).partition(" ")
+            platform = rng.choice(["douyin", "douyin", "kuaishou", "channels"])
+            rows.append({"session_id": sid, "line_id": f"{platform}:69{seed:02d}{i:06d}", "platform": platform,
+                         "order_ref": f"69{seed:02d}{i:06d}", "sku": product["sku"], "quantity": quantity,
+                         "amount_fen": quantity * product["unit_price_fen"] - rng.choice([0, 0, 100, 500]),
+                         "paid_at": start + timedelta(minutes=rng.uniform(-8, 95)), "province": province,
+                         "city": city, "status": "refunded" if i % 37 == 0 else "paid"})
+        conn.execute(sa.insert(t.platform_lines), rows)
+
+
 def build_site(users: Users) -> Site:
     host = users.api("host")
     users.token("admin")
@@ -106,6 +135,11 @@ def build_site(users: Users) -> Site:
     live = _session(host, title=long_title(7), orders=240, seed=7, end=False)
     scheduled = _session(host, title=long_title(8), orders=0, seed=8, end=False, start=False)
     key = host.get(f"/api/v1/sessions/{live}").json["widget_key"]
+    _platform_lines(users.app, ended[0], lines=counts[0] + 17, seed=1)
+    _platform_lines(users.app, ended[1], lines=counts[1] - 5, seed=2)
+    confirmed = users.api("official").post(f"/api/v1/sessions/{ended[1]}/final",
+                                           json={"source": "platform", "reason": "次日抖店导出已核对"})
+    assert confirmed.status_code == 200, confirmed.json
     return Site(ended=ended, big=ended[0], big_orders=counts[0], live=live, scheduled=scheduled, widget_key=key)
 
 

@@ -58,6 +58,8 @@ READ = {"anonymous": "A", "host": "ok", "other host": 403, "official": "ok", "ad
 MANAGE = {"anonymous": "A", "host": "ok", "other host": 403, "official": 403, "admin": "ok"}
 CREATE = {"anonymous": "A", "host": "ok", "other host": "ok", "official": 403, "admin": "ok"}
 ADMIN = {"anonymous": "A", "host": 403, "other host": 403, "official": 403, "admin": "ok"}
+#: Reverting a decision on final figures: officials and admins (a host only proposes).
+REVERT = {"anonymous": "A", "host": 403, "other host": 403, "official": "ok", "admin": "ok"}
 
 
 class World:
@@ -185,6 +187,7 @@ def hook_change(prefix: str, tail: str, method: str = "POST", form: dict[str, st
         return Request(method, f"{prefix}/sessions/{s['id']}/hooks/{hook_of(w, s)}{tail}", form=form)
     return build
 
+
 #: (rule, method) -> [(how to build a request, who may)]: every rule of the app, every method but HEAD/OPTIONS.
 MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
     # --- API (bearer tokens) ---
@@ -261,6 +264,19 @@ MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
          MANAGE),
     ],
     ("/api/v1/sessions/<int:session_id>", "DELETE"): [(change("scheduled", "", method="DELETE"), MANAGE)],
+    # --- reconciliation and final figures (H12, issue 14 items 2-3) ---
+    # Anyone who reads the session decides or proposes: officials and admins confirm, its host proposes.
+    ("/api/v1/sessions/<int:session_id>/reconciliation", "GET"): [
+        (on("ended", "/api/v1/sessions/{id}/reconciliation"), READ)],
+    ("/api/v1/sessions/<int:session_id>/final", "POST"): [
+        (change("ended", "/final", json={"source": "live", "reason": "核对"}), READ)],
+    ("/api/v1/sessions/<int:session_id>/final", "DELETE"): [(change("ended", "/final", method="DELETE"), REVERT)],
+    ("/sessions/<int:session_id>/reconciliation", "GET"): [(on("ended", "/sessions/{id}/reconciliation"), READ),
+                                                           (on("live", "/sessions/{id}/reconciliation"), READ)],
+    ("/sessions/<int:session_id>/reconciliation.csv", "GET"): [
+        (on("ended", "/sessions/{id}/reconciliation.csv"), READ)],
+    ("/sessions/<int:session_id>/final", "POST"): [
+        (page_form("ended", "/final", {"source": "live", "reason": "核对"}), READ)],
     ("/admin/users", "GET"): [(static("/admin/users"), ADMIN)],
     ("/admin/users", "POST"): [(lambda w, fresh: Request("POST", "/admin/users", form={
         "name": f"new-{next(w.names)}", "role": "official", "password": "a long password"}), ADMIN)],
