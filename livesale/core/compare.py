@@ -117,6 +117,8 @@ def compare_sessions(store: Store, *, actor: Actor, session_ids: list[int]) -> d
             "session": session_head(sf.info),
             "figures": fig,
             "difference": None if i == 0 else {k: _difference(fig[k], first[k]) for k in KEY_FIGURES},
+            # Which figures these are: the live count, or the platform's record once confirmed (core.final).
+            "final": sf.final.view(),
         }
         for i, (sf, fig) in enumerate(zip(loaded, figures, strict=True))
     ]
