@@ -37,7 +37,7 @@ import click
 import sqlalchemy as sa
 from flask import Flask
 
-from . import checks, cli_data, config, embedded_redis
+from . import checks, cli_data, cli_imports, config, embedded_redis
 from .config import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -763,3 +763,4 @@ def demo(minutes: float | None, rate: float, url: str, app: Flask) -> None:
 
 cli_data.register(main, db, existing_data=with_app(DATA_EXISTING), any_data=with_app(DATA_CREATE),
                   redis_ready=redis_ready)
+cli_imports.register(main, existing_data=with_app(DATA_EXISTING))  # livesale import (livesale/cli_imports.py)

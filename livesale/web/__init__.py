@@ -20,6 +20,7 @@ from . import (
     home,
     hooks,
     i18n,
+    imports,
     limits,
     login,
     manage,

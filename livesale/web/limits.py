@@ -67,7 +67,7 @@ EXEMPT_VIEWS = ("healthz", "livez", "metrics_view")
 _OFF = {"", "off", "none", "0"}
 TOKEN_SCOPE = "api-token"
 #: Blueprints limited as the API (bearer tokens or the pages' cookie calls).
-API_BLUEPRINTS = ("api", "hooks_api")
+API_BLUEPRINTS = ("api", "hooks_api", "imports_api")
 
 #: The widget's 429 page (people's pages get web.errors' page).
 PAGE = """<!doctype html>

@@ -121,20 +121,19 @@ class ImportOutcome:
 
 
 def parse_platform(value: Any) -> str:
-    if not isinstance(value, str) or value.strip().lower() not in IMPORT_PLATFORMS:
+    if not isinstance(value, str) or value not in IMPORT_PLATFORMS:
         raise InvalidInput(f"must be one of {', '.join(IMPORT_PLATFORMS)}", field="platform")
-    return value.strip().lower()
+    return value
 
 
 def parse_window(value: Any) -> int:
-    """``window_minutes``: a whole number 0–1440, given as text (a form field) or an int; default 10."""
-    if value is None or value == "":
+    """``window_minutes``: a whole number 0–1440, given as digits (a form field) or an int; ``None``: 10."""
+    if value is None:
         return DEFAULT_WINDOW_MINUTES
     if isinstance(value, str):
-        raw = value.strip()
-        if not raw.isascii() or not raw.isdigit() or len(raw) > 5:
+        if not value.isascii() or not value.isdigit() or len(value) > 5:
             raise InvalidInput(f"must be a whole number from 0 to {MAX_WINDOW_MINUTES}", field="window_minutes")
-        value = int(raw)
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_WINDOW_MINUTES:
         raise InvalidInput(f"must be a whole number from 0 to {MAX_WINDOW_MINUTES}", field="window_minutes")
     return value
