@@ -50,6 +50,7 @@ def init_app(app: Flask) -> None:
         if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
             fields += request.form.items(multi=True)
         for name, value in fields:
+            name = name or ""  # a multipart part whose name werkzeug cannot read comes as None
             if "\x00" in name + value:
                 # Named visibly even when the name is empty or is the NUL itself.
                 field = name.replace("\x00", "\\u0000") or "(unnamed)"

@@ -42,7 +42,7 @@ INTEGER_LITERAL = "An integer literal (2, not 2.0 or 2e0)."
 ERROR_CODES = (
     "bad_request (400: the body is not JSON), unauthorized, forbidden, not_found, method_not_allowed, "
     "too_large, invalid (422), session_ended, session_not_live, session_not_ended, session_live, price_locked, "
-    "session_started, idempotency_conflict, no_platform_lines, "
+    "session_started, idempotency_conflict, no_platform_lines, unreadable_export (422), no_window (409), "
     "retry (409), unavailable (503), internal (500)"
 )
 
@@ -1194,6 +1194,86 @@ def add_reconciliation(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+# --- imports of the platforms' order exports (issue 14 item 1) ----------------------------------------
+
+IMPORT_PLATFORMS = ("douyin", "kuaishou", "channels", "taobao", "generic")
+IMPORT_MAX_BYTES = 64 * 1024 * 1024
+
+
+def import_report() -> Schema:
+    return obj(
+        {
+            "dry_run": {"type": "boolean"},
+            "platform": string(enum=list(IMPORT_PLATFORMS)),
+            "rows": COUNT,
+            "added": integer(0, description="New paid lines stored."),
+            "repeated": integer(0, description="Lines imported before (by <platform>:<line id>): nothing changed."),
+            "refunded": integer(0, description="Lines stored as paid and now refunded or cancelled (marked refunded), "
+                                "and new lines that were refunded before livesale saw them (kept out of amounts)."),
+            "amount_added_fen": integer(0, format="int64", description="The added lines' amount in fen."),
+            "skipped": {"type": "array", "description": "Rows not imported, by row number (the header is row 1).",
+                        "items": response_object({"row": integer(1), "reason": string(enum=[
+                            "not_paid", "outside_window", "unmatched_product", "duplicate_in_file"])})},
+            "unmatched_products": {
+                "type": "array",
+                "description": "Products neither a session SKU (by merchant code) nor mapped by name: name (with the "
+                "spec in brackets), merchant code (\"\" when none) and rows. Never guessed; not imported.",
+                "items": response_object({"name": string(), "code": string(), "rows": {"type": "array",
+                                                                                     "items": integer(1)}}),
+            },
+            "import_id": integer(1, description="The import's record (a real import only)."),
+        },
+        required=("dry_run", "platform", "rows", "added", "repeated", "refunded", "amount_added_fen", "skipped",
+                  "unmatched_products"),
+    )
+
+
+def import_paths() -> dict[str, Any]:
+    body = obj(
+        {
+            "file": {"type": "array", "minItems": 1, "maxItems": 2,
+                     "items": string(contentMediaType="application/octet-stream"),
+                     "description": "The export, CSV (UTF-8, UTF-8 with BOM, GB18030/GBK) or XLSX; repeat the field "
+                     "for Taobao's order report and item report."},
+            "platform": string(enum=list(IMPORT_PLATFORMS), description="Whose export (generic: livesale's own "
+                               "columns external_id, sku, name, quantity, amount_yuan, paid_at, province, city, "
+                               "status)."),
+            "dry_run": string(enum=["0", "1", "true", "false"], default="0",
+                              description="1: report what the import would do, store nothing."),
+            "window_minutes": string(pattern=r"^(0|[1-9][0-9]{0,2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440)$",
+                                     default="10", description="0-1440: lines paid this long before the start or "
+                                     "after the end still count."),
+        },
+        required=("file", "platform"),
+        closed=False,
+    )
+    return {
+        f"{API}/sessions/{{session_id}}/imports": {
+            "parameters": [SESSION_ID],
+            "post": {
+                **operation(
+                    "importExport",
+                    "Import a platform's order export",
+                    "imports",
+                    responses(
+                        {201: response("Imported (and recorded).", import_report()),
+                         200: response("A dry run: what an import would do; nothing stored.", import_report())},
+                        400, 401, 403, 404, 409, 413, 422,
+                    ),
+                    description="Only the session's owner (or an admin); officials 403. Each line is matched to a "
+                    "session product by its merchant code, else by a name mapping saved on the session page; paid "
+                    "between the session's start - window_minutes and its end + window_minutes (planned times for a "
+                    "session that has not run; 409 no_window if it has none). The same file again, or a later export "
+                    "that overlaps, adds nothing; a line now refunded is marked refunded. A file that cannot be read "
+                    "is a 422 (unreadable_export) naming the row and column; it, and a dry run, store nothing. "
+                    f"Platform lines never move the live totals. Up to {IMPORT_MAX_BYTES} bytes.",
+                ),
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body}}},
+            },
+        },
+    }
+
+
 def build_document() -> dict[str, Any]:
     return add_reconciliation(add_signed_pushes({
         "openapi": "3.1.0",
@@ -1211,8 +1291,9 @@ def build_document() -> dict[str, Any]:
             {"name": "orders"},
             {"name": "totals"},
             {"name": "meta"},
+            {"name": "imports"},
         ],
-        "paths": paths(),
+        "paths": {**paths(), **import_paths()},
         "components": components(),
     }))
 

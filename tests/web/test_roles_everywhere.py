@@ -17,10 +17,13 @@ static file) are 404 for whoever may ask at all.
 from __future__ import annotations
 
 import dataclasses
+import io
 import itertools
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -188,6 +191,19 @@ def hook_change(prefix: str, tail: str, method: str = "POST", form: dict[str, st
     return build
 
 
+def export_upload(prefix: str, status: str, tail: str = "/imports") -> Build:
+    """An order export (generic CSV, one line paid now) uploaded to a session of the host
+    (``prefix`` "/api/v1" for the API, "" for the session page's form)."""
+    def build(w: World, fresh: bool) -> Request:
+        s = w.session(status, fresh)
+        now = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S")
+        csv = ("external_id,sku,name,quantity,amount_yuan,paid_at,province,city,status\r\n"
+               f"r-1,DRIED-1KG,杏干,1,59.00,{now},浙江省,杭州市,paid\r\n").encode()
+        form: Any = {"platform": "generic", "file": (io.BytesIO(csv), "orders.csv")}
+        return Request("POST", f"{prefix}/sessions/{s['id']}{tail}", form=form)
+    return build
+
+
 #: (rule, method) -> [(how to build a request, who may)]: every rule of the app, every method but HEAD/OPTIONS.
 MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
     # --- API (bearer tokens) ---
@@ -296,6 +312,15 @@ MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
     ("/hooks/orders/<hook_id>", "POST"): [
         (lambda w, fresh: Request("POST", f"/hooks/orders/{hook_of(w, w.live)}",
                                   json={"sku": "DRIED-1KG", "quantity": 1, "external_id": "unsigned"}), UNSIGNED)],
+    # --- imports of the platforms' exports (issue 14 item 1): the host's and admins'; officials read the list ---
+    ("/api/v1/sessions/<int:session_id>/imports", "POST"): [(export_upload("/api/v1", "ended"), MANAGE),
+                                                             (export_upload("/api/v1", "live"), MANAGE)],
+    ("/sessions/<int:session_id>/imports", "POST"): [(export_upload("", "ended"), MANAGE)],
+    ("/sessions/<int:session_id>/imports/confirm", "POST"): [(page_form("ended", "/imports/confirm",
+                                                                        {"sha256": "0" * 64}), MANAGE)],
+    ("/sessions/<int:session_id>/imports/mappings", "POST"): [
+        (page_form("ended", "/imports/mappings", {"platform": "douyin", "platform_name": "杏干 礼盒", "spec": "",
+                                                  "sku": "DRIED-1KG"}), MANAGE)],
 }
 
 
