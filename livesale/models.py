@@ -151,9 +151,10 @@ class Order(Base):
         sa.UniqueConstraint("session_id", "idempotency_key"),
         sa.Index("ix_orders_session_created", "session_id", "created_at", "id"),
         # Covers the aggregation (core.results): rebuilds and results read
-        # the index alone, already grouped.
+        # the index alone, already grouped (by channel too: migration 0005).
         sa.Index(
-            "ix_orders_aggregate", "session_id", "status", "sku", "buyer_region", "minute", "quantity", "amount_fen"
+            "ix_orders_aggregate", "session_id", "status", "sku", "buyer_region", "minute", "channel", "quantity",
+            "amount_fen",
         ),
     )
 

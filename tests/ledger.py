@@ -25,6 +25,8 @@ from livesale.core.validation import OrderInput
 #: The products of ``tests.conftest.APRICOT_SESSION`` and their prices.
 PRICES = {"APRICOT-5KG": 6980, "DRIED-1KG": 5900}
 REGIONS = ("浙江杭州", "上海", "北京", "新疆喀什", "")
+#: Channels, a platform's code in another case among them (counted as that platform).
+CHANNELS = ("douyin", "kuaishou", "Douyin", "村委会微信群", "")
 
 
 def payload_for(name: str) -> dict[str, Any]:
@@ -32,6 +34,8 @@ def payload_for(name: str) -> dict[str, Any]:
     h = zlib.crc32(name.encode())
     sku = "APRICOT-5KG" if h % 3 else "DRIED-1KG"
     body: dict[str, Any] = {"sku": sku, "quantity": 1 + (h >> 3) % 7, "buyer_region": REGIONS[(h >> 7) % len(REGIONS)]}
+    if (h >> 17) % 6:  # and some say no channel at all
+        body["channel"] = CHANNELS[(h >> 20) % len(CHANNELS)]
     if (h >> 11) % 4 == 0:  # some orders carry their own (discounted) price
         body["unit_price_fen"] = PRICES[sku] - 100 * ((h >> 13) % 10)
     return body
@@ -58,7 +62,7 @@ def expected_figures(bodies: Iterable[dict[str, Any]]) -> Figures:
     figures = Figures()
     for body in bodies:
         figures.add_order(sku=body["sku"], quantity=body["quantity"], amount_fen=amount_of(body),
-                          region=body.get("buyer_region", ""), minute=0)
+                          region=body.get("buyer_region", ""), minute=0, channel=body.get("channel", ""))
     return figures
 
 
@@ -81,7 +85,7 @@ def sql_figures(engine: sa.Engine, session_id: int) -> Figures:
     figures = Figures()
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(o.c.sku, o.c.quantity, o.c.amount_fen, o.c.buyer_region, o.c.minute).where(paid)
+            sa.select(o.c.sku, o.c.quantity, o.c.amount_fen, o.c.buyer_region, o.c.minute, o.c.channel).where(paid)
         ).all()
         amount, count, items = conn.execute(
             sa.select(
@@ -90,8 +94,9 @@ def sql_figures(engine: sa.Engine, session_id: int) -> Figures:
                 sa.func.coalesce(sa.func.sum(o.c.quantity), 0),
             ).where(paid)
         ).one()
-    for sku, quantity, amount_fen, region, minute in rows:
-        figures.add_order(sku=sku, quantity=quantity, amount_fen=amount_fen, region=region, minute=minute)
+    for sku, quantity, amount_fen, region, minute, channel in rows:
+        figures.add_order(sku=sku, quantity=quantity, amount_fen=amount_fen, region=region, minute=minute,
+                          channel=channel)
     # The database's own SUM agrees with the row-by-row sum.
     assert (figures.amount_fen, figures.orders, figures.items) == (int(amount), int(count), int(items))
     return figures.without_empty()

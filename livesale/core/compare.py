@@ -137,6 +137,11 @@ def compare_sessions(store: Store, *, actor: Actor, session_ids: list[int]) -> d
         for region, (count, amount) in sf.figures.by_region.items():
             entry = regions.setdefault(region, {"region": region, "sessions": [None] * len(loaded)})
             entry["sessions"][i] = {"orders": count, "amount_fen": amount}
+    channels: dict[str, dict[str, Any]] = {}
+    for i, sf in enumerate(loaded):
+        for channel, (count, amount) in sf.figures.by_channel.items():
+            entry = channels.setdefault(channel, {"channel": channel, "sessions": [None] * len(loaded)})
+            entry["sessions"][i] = {"orders": count, "amount_fen": amount}
 
     def total_of(entry: dict[str, Any]) -> int:
         return sum(s["amount_fen"] for s in entry["sessions"] if s)
@@ -147,6 +152,7 @@ def compare_sessions(store: Store, *, actor: Actor, session_ids: list[int]) -> d
         "pace": [pace for sf in loaded if (pace := live_pace(store, actor=actor, live=sf)) is not None],
         "products": sorted(products.values(), key=lambda e: (-total_of(e), e["sku"])),
         "regions": sorted(regions.values(), key=lambda e: (-total_of(e), e["region"])),
+        "channels": sorted(channels.values(), key=lambda e: (-total_of(e), e["channel"])),
     }
 
 

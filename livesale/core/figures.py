@@ -11,6 +11,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+#: The platforms' codes, as sessions, order channels and imports name them.
+PLATFORM_CODES = frozenset({"douyin", "kuaishou", "channels", "taobao"})
+
+
+def channel_key(channel: str) -> str:
+    """The key an order's channel is counted under: a platform's code in any case is that
+    platform (``Douyin`` and ``douyin`` are one line, not two lines both shown as 抖音);
+    any other text as it was typed (already trimmed by the validation); ``""`` when not given."""
+    lower = channel.lower()
+    return lower if lower in PLATFORM_CODES else channel
+
 
 @dataclasses.dataclass(slots=True)
 class Figures:
@@ -23,8 +34,12 @@ class Figures:
     by_region: dict[str, list[int]] = dataclasses.field(default_factory=dict)
     #: minute since the start -> [amount_fen, orders]
     by_minute: dict[int, list[int]] = dataclasses.field(default_factory=dict)
+    #: channel (``channel_key``; "" when not given) -> [orders, amount_fen]
+    by_channel: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
-    def add_order(self, *, sku: str, quantity: int, amount_fen: int, region: str, minute: int, sign: int = 1) -> None:
+    def add_order(
+        self, *, sku: str, quantity: int, amount_fen: int, region: str, minute: int, channel: str = "", sign: int = 1
+    ) -> None:
         self.amount_fen += sign * amount_fen
         self.orders += sign
         self.items += sign * quantity
@@ -37,9 +52,12 @@ class Figures:
         per_minute = self.by_minute.setdefault(minute, [0, 0])
         per_minute[0] += sign * amount_fen
         per_minute[1] += sign
+        per_channel = self.by_channel.setdefault(channel_key(channel), [0, 0])
+        per_channel[0] += sign
+        per_channel[1] += sign * amount_fen
 
     def without_empty(self) -> Figures:
-        """A copy without products, regions and minutes that net to nothing."""
+        """A copy without products, regions, minutes and channels that net to nothing."""
         return Figures(
             amount_fen=self.amount_fen,
             orders=self.orders,
@@ -47,6 +65,7 @@ class Figures:
             by_product={k: list(v) for k, v in self.by_product.items() if any(v)},
             by_region={k: list(v) for k, v in self.by_region.items() if any(v)},
             by_minute={k: list(v) for k, v in self.by_minute.items() if any(v)},
+            by_channel={k: list(v) for k, v in self.by_channel.items() if any(v)},
         )
 
     def timeline(self) -> list[dict[str, int]]:

@@ -78,7 +78,7 @@ def _delta(rows: list[dict[str, Any]], *, sign: int) -> Figures:
     for r in rows:
         delta.add_order(
             sku=r["sku"], quantity=r["quantity"], amount_fen=r["amount_fen"],
-            region=r["buyer_region"], minute=r["minute"], sign=sign,
+            region=r["buyer_region"], minute=r["minute"], channel=r["channel"], sign=sign,
         )
     return delta
 

@@ -17,7 +17,7 @@ from .db import SessionLock, write_transaction
 from .errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from .figures import Figures
 from .groupcommit import GroupCommit
-from .results import aggregate_session, load_live_figures, minute_products, refunded_figures
+from .results import aggregate_session, channel_figures, load_live_figures, minute_products, refunded_figures
 from .totals import LiveTotals, TotalsEngine
 from .validation import SESSION_STATUSES, ProductInput, SessionInput, SessionUpdate
 
@@ -437,6 +437,7 @@ def end_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
                 refunded_fen=refunded_fen,
                 by_product=figures.by_product,
                 by_region=figures.by_region,
+                by_channel=figures.by_channel,
                 timeline=figures.timeline(),
                 peak_minute=peak,
                 peak_products=minute_products(conn, session_id=session_id, minute=peak) if peak is not None else {},
@@ -491,7 +492,16 @@ def totals_view(info: SessionInfo, figures: Figures, *, version: int, updated_at
             region: {"orders": count, "amount_fen": amount}
             for region, (count, amount) in sorted(figures.by_region.items(), key=lambda kv: -kv[1][1])
         },
+        "by_channel": channel_view(figures.by_channel),
         "updated_at": updated_at,
+    }
+
+
+def channel_view(by_channel: dict[str, list[int]]) -> dict[str, dict[str, int]]:
+    """Sales by channel as the API shows them, largest amount first: ``{channel: {"orders", "amount_fen"}}``."""
+    return {
+        channel: {"orders": count, "amount_fen": amount}
+        for channel, (count, amount) in sorted(by_channel.items(), key=lambda kv: (-kv[1][1], kv[0]))
     }
 
 
@@ -499,7 +509,13 @@ def _results_row(conn: sa.Connection, session_id: int) -> sa.Row[Any] | None:
     return conn.execute(sa.select(t.session_results).where(t.session_results.c.session_id == session_id)).first()
 
 
-def _figures_from_results(row: sa.Row[Any]) -> Figures:
+def _figures_from_results(row: sa.Row[Any], conn: sa.Connection | None = None) -> Figures:
+    """The figures persisted at the end. Results from before ``by_channel`` was kept (it is NULL)
+    get it summed from the orders with ``conn``: an ended session's orders no longer change."""
+    if row.by_channel is not None:
+        by_channel = {k: list(v) for k, v in row.by_channel.items()}
+    else:
+        by_channel = channel_figures(conn, session_id=row.session_id) if conn is not None else {}
     return Figures(
         amount_fen=row.amount_fen,
         orders=row.orders,
@@ -507,6 +523,7 @@ def _figures_from_results(row: sa.Row[Any]) -> Figures:
         by_product={k: list(v) for k, v in row.by_product.items()},
         by_region={k: list(v) for k, v in row.by_region.items()},
         by_minute={m["minute"]: [m["amount_fen"], m["orders"]] for m in row.timeline if m["orders"]},
+        by_channel=by_channel,
     )
 
 
@@ -520,9 +537,9 @@ def session_totals(store: Store, *, info: SessionInfo, timeline: bool = False) -
     elif info.status == "ended":
         with store.db.connect() as conn:
             row = _results_row(conn, info.id)
-        if row is None:  # pragma: no cover - results are written with the status
-            raise NotFound("results are missing")
-        figures = _figures_from_results(row)
+            if row is None:  # pragma: no cover - results are written with the status
+                raise NotFound("results are missing")
+            figures = _figures_from_results(row, conn)
         view = totals_view(info, figures, version=row.version, updated_at=_iso(row.computed_at))
     else:
         live = live_totals(store, session_id=info.id)
@@ -549,9 +566,10 @@ def session_figures(store: Store, *, info: SessionInfo) -> SessionFigures:
     if info.status == "ended":
         with store.db.connect() as conn:
             row = _results_row(conn, info.id)
-        if row is None:  # pragma: no cover - results are written with the status
-            raise NotFound("results are missing")
-        return SessionFigures(info=info, figures=_figures_from_results(row), duration_s=row.duration_s,
+            if row is None:  # pragma: no cover - results are written with the status
+                raise NotFound("results are missing")
+            figures = _figures_from_results(row, conn)
+        return SessionFigures(info=info, figures=figures, duration_s=row.duration_s,
                               peak_minute=row.peak_minute)
     if info.status == "scheduled" or info.started_at is None:
         return SessionFigures(info=info, figures=Figures(), duration_s=0, peak_minute=None)
@@ -578,9 +596,10 @@ def session_results(store: Store, *, info: SessionInfo) -> dict[str, Any]:
         raise Conflict("results exist once the session has ended", code="session_not_ended")
     with store.db.connect() as conn:
         row = _results_row(conn, info.id)
-    if row is None:  # pragma: no cover
-        raise NotFound("results are missing")
-    view = totals_view(info, _figures_from_results(row), version=row.version, updated_at=_iso(row.computed_at))
+        if row is None:  # pragma: no cover
+            raise NotFound("results are missing")
+        figures = _figures_from_results(row, conn)
+    view = totals_view(info, figures, version=row.version, updated_at=_iso(row.computed_at))
     view.update(
         timeline=row.timeline,
         peak_minute=row.peak_minute,

@@ -397,6 +397,12 @@ def totals() -> Schema:
                 "description": 'By buyer region ("" when not given), highest amount first.',
                 "additionalProperties": response_object({"orders": integer(), "amount_fen": FEN}),
             },
+            "by_channel": {
+                "type": "object",
+                "description": "By the orders' channel, highest amount first: a platform's code (douyin, kuaishou, "
+                'channels, taobao) in any case counts as that code; other text as sent; "" when not given.',
+                "additionalProperties": response_object({"orders": integer(), "amount_fen": FEN}),
+            },
             "updated_at": nullable(TIMESTAMP),
         },
         description="Paid orders only (refunds excluded).",
@@ -501,6 +507,21 @@ def comparison() -> Schema:
                 "items": response_object(
                     {
                         "region": string(),
+                        "sessions": {
+                            "type": "array",
+                            "items": {"oneOf": [{"type": "null"},
+                                                response_object({"orders": COUNT, "amount_fen": FEN})]},
+                        },
+                    }
+                ),
+            },
+            "channels": {
+                "type": "array",
+                "description": 'Sales by the orders\' channel (as in totals\' by_channel; "" when not given), '
+                "highest total first; null where a session sold nothing on it.",
+                "items": response_object(
+                    {
+                        "channel": string(),
                         "sessions": {
                             "type": "array",
                             "items": {"oneOf": [{"type": "null"},
