@@ -267,3 +267,39 @@ def test_platform_lines_never_move_the_running_totals(store: Any, host: auth.Act
     after = store.totals.read(session_id=session.id)
     assert before is not None and after is not None and after.figures == before.figures
     assert session_service.live_totals(store, session_id=session.id).figures.amount_fen == 2 * 6980
+
+
+# --- livesale import ------------------------------------------------------------------------------------
+
+
+def test_the_import_command(runner: Any, store: Any, host: auth.Actor, session_id: int, tmp_path: Any) -> None:
+    from livesale.cli import main
+    from tests.imports_samples import export_files, sample_lines
+
+    lines = sample_lines(6, start=START + timedelta(minutes=5), statuses=("paid", "paid", "not_paid"),
+                         products=(("APRICOT-5KG", "鲜杏", "5斤", 6980), ("DRIED-1KG", "杏干", "1公斤", 5900)))
+    paths = []
+    for name, content in export_files("taobao", lines, fmt="csv-gb18030"):
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(content)
+    args = ["import", *map(str, paths), "--session", str(session_id), "--platform", "taobao"]
+    paid = [x for x in lines if x.status == "paid"]
+    dry = runner.invoke(main, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert dry.output.startswith("dry run, nothing stored: 6 rows of a taobao export")
+    assert f"added     {len(paid)} lines, ¥{sum(x.amount_fen for x in paid) // 100:,}." in dry.output
+    assert "never paid: rows 4, 7" in dry.output and records(store, session_id) == []
+    done = runner.invoke(main, args)
+    assert done.exit_code == 0 and "import 1 recorded" in done.output
+    assert len(stored(store, session_id)) == len(paid) and records(store, session_id)[0].user_id is None
+    again = runner.invoke(main, args)
+    assert f"repeated  {len(paid)} " in again.output and "added     0 lines" in again.output
+
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes("external_id,sku,name,quantity,amount_yuan,paid_at\r\n1,APRICOT-5KG,杏,1,abc,2026-06-01 20:30\r\n"
+                    .encode())
+    refused = runner.invoke(main, ["import", str(bad), "--session", str(session_id), "--platform", "generic"])
+    assert refused.exit_code == 1 and refused.output.count("\n") == 1 and "row 2" in refused.output, refused.output
+    missing = runner.invoke(main, ["import", str(bad), "--session", "424242", "--platform", "generic"])
+    assert missing.exit_code == 1 and "no session 424242" in missing.output
+    assert len(records(store, session_id)) == 2
