@@ -146,7 +146,7 @@ def report(session_id: int) -> ResponseReturnValue:
         widget=_widget_panel(info), can_manage=_can_manage(info),
         timeline=sf.figures.timeline(), cumulative=compare_service.cumulative(sf),
         products=products, regions=regions, orders=orders, next_cursor=next_cursor, names=names,
-        orders_span=orders_span,
+        orders_span=orders_span, channels=session_service.channel_view(sf.figures.by_channel),
     )
 
 
