@@ -113,7 +113,39 @@
       if (status === "live" && startedAt === null && p.started_at) startedAt = Date.parse(p.started_at);
     }
     if (p.timeline) drawChart(p.timeline);
+    drawChannels(p.by_channel || {});
     tick();
+  }
+
+  function channelName(code) {
+    if (!code) return t.channel_none;
+    return t.channel_names[code] || code;  // a platform's code by name, any other channel as typed
+  }
+
+  /* A line per channel while more than one sells, largest first (as the server draws it first). */
+  function drawChannels(byChannel) {
+    var list = $("channels");
+    if (!list) return;
+    var codes = Object.keys(byChannel).filter(function (c) { return byChannel[c].orders > 0; });
+    codes.sort(function (a, b) {
+      return (byChannel[b].amount_fen - byChannel[a].amount_fen) || (a < b ? -1 : a > b ? 1 : 0);
+    });
+    list.hidden = codes.length < 2;
+    $("total-panel").classList.toggle("multi-channel", !list.hidden);  // the total gives the line room (app.css)
+    var items = list.children;
+    codes.forEach(function (code, i) {
+      var li = items[i];
+      if (!li) { li = L.el("li"); list.appendChild(li); }
+      if (li.getAttribute("data-channel") !== code || !li.firstChild) {
+        li.setAttribute("data-channel", code);
+        li.textContent = "";
+        li.appendChild(L.el("span", "ch-name", channelName(code)));
+        li.appendChild(document.createTextNode(" "));
+        li.appendChild(L.el("strong", "ch-amount", ""));
+      }
+      setText(li.querySelector(".ch-amount"), L.money(byChannel[code].amount_fen, lang, true));
+    });
+    while (items.length > codes.length) list.removeChild(list.lastChild);
   }
 
   /* The session ended while the screen was open: say so where people look. */
