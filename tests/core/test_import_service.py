@@ -99,6 +99,13 @@ def test_import_twice_then_a_later_export_with_refunds(store: Any, host: auth.Ac
         "import_id": report["import_id"],
     }
     assert set(stored(store, session_id)) == {f"douyin:{x.line_id}" for x in first}
+    with store.db.connect() as conn:  # times, ids and places as the lines said (PostgreSQL stores them by COPY)
+        kept = {r[0]: tuple(r[1:]) for r in conn.execute(sa.select(
+            t.platform_lines.c.line_id, t.platform_lines.c.paid_at, t.platform_lines.c.order_ref,
+            t.platform_lines.c.province, t.platform_lines.c.city, t.platform_lines.c.import_id, t.platform_lines.c.platform)
+            .where(t.platform_lines.c.session_id == session_id))}
+    assert kept == {f"douyin:{x.line_id}": (x.paid_at, x.order_ref, "浙江省", "杭州市", report["import_id"], "douyin")
+                    for x in first}
     again = run(store, host, session_id, first)
     assert (again["added"], again["repeated"], again["refunded"], again["amount_added_fen"]) == (0, 40, 0, 0)
 

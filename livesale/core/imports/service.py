@@ -271,11 +271,32 @@ def _lock_imports(conn: sa.Connection, session_id: int) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ADVISORY_CLASS, session_id)))
 
 
+_COPY_COLUMNS = ("session_id", "platform", "import_id", "created_at", "line_id", "order_ref", "sku", "quantity",
+                 "amount_fen", "paid_at", "province", "city", "status", "refunded_at")
+
+
+def _insert_lines(conn: sa.Connection, rows: list[dict[str, Any]], base: dict[str, Any]) -> None:
+    """Store the new lines. PostgreSQL: COPY (psycopg's executemany sends one INSERT per row, 3 s for
+    100,000 lines; COPY takes a fraction of that) in the transaction's own connection. SQLite: executemany."""
+    if is_sqlite(conn):
+        p = t.platform_lines
+        for i in range(0, len(rows), _CHUNK):
+            conn.execute(sa.insert(p), [{**base, **row} for row in rows[i:i + _CHUNK]])
+        return
+    head = tuple(base[c] for c in _COPY_COLUMNS[:4])
+    tail = _COPY_COLUMNS[4:]
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(
+            f"COPY platform_lines ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(head + tuple(row[c] for c in tail))
+
+
 def _write(conn: sa.Connection, *, plan: _Plan, session_id: int, platform: str, import_id: int, now: datetime) -> None:
     p = t.platform_lines
     base = {"session_id": session_id, "platform": platform, "import_id": import_id, "created_at": now}
-    for i in range(0, len(plan.new_rows), _CHUNK):
-        conn.execute(sa.insert(p), [{**base, **row} for row in plan.new_rows[i:i + _CHUNK]])
+    _insert_lines(conn, plan.new_rows, base)
     for i in range(0, len(plan.refund_ids), _CHUNK):
         conn.execute(
             sa.update(p)
