@@ -16,6 +16,7 @@ from .auth import Actor, require_writer
 from .db import SessionLock, write_transaction
 from .errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from .figures import Figures
+from .final import LIVE, FinalState, PlatformFigures, final_state, platform_figures
 from .groupcommit import GroupCommit
 from .results import aggregate_session, channel_figures, load_live_figures, minute_products, refunded_figures
 from .totals import LiveTotals, TotalsEngine
@@ -559,6 +560,20 @@ class SessionFigures:
     #: Broadcast length so far (live) or in all (ended); 0 before the start.
     duration_s: int
     peak_minute: int | None
+    #: Which figures these are (an ended session's may be the platform's record: core.final).
+    final: FinalState = LIVE
+    #: The platform's figures, when they are the ones that stand.
+    platform: PlatformFigures | None = None
+
+
+def _standing(conn: sa.Connection, info: SessionInfo, figures: Figures,
+              peak: int | None) -> tuple[Figures, int | None, FinalState, PlatformFigures | None]:
+    """An ended session's figures that stand: the persisted live count, or the platform's record."""
+    final = final_state(conn, session_id=info.id)
+    if not final.is_platform:
+        return figures, peak, final, None
+    pf = platform_figures(conn, session_id=info.id, start=info.started_at)
+    return pf.figures, pf.figures.peak_minute(), final, pf
 
 
 def session_figures(store: Store, *, info: SessionInfo) -> SessionFigures:
@@ -568,9 +583,9 @@ def session_figures(store: Store, *, info: SessionInfo) -> SessionFigures:
             row = _results_row(conn, info.id)
             if row is None:  # pragma: no cover - results are written with the status
                 raise NotFound("results are missing")
-            figures = _figures_from_results(row, conn)
+            figures, peak, final, pf = _standing(conn, info, _figures_from_results(row, conn), row.peak_minute)
         return SessionFigures(info=info, figures=figures, duration_s=row.duration_s,
-                              peak_minute=row.peak_minute)
+                              peak_minute=peak, final=final, platform=pf)
     if info.status == "scheduled" or info.started_at is None:
         return SessionFigures(info=info, figures=Figures(), duration_s=0, peak_minute=None)
     figures = live_totals(store, session_id=info.id).figures
@@ -583,6 +598,8 @@ def peak_minute_products(store: Store, *, sf: SessionFigures) -> dict[str, list[
     for a live session summed now over that one minute. None when results predate it."""
     if sf.peak_minute is None:
         return {}
+    if sf.platform is not None:
+        return sf.platform.peak_products()
     with store.db.connect() as conn:
         if sf.info.status == "ended":
             row = _results_row(conn, sf.info.id)
@@ -598,15 +615,17 @@ def session_results(store: Store, *, info: SessionInfo) -> dict[str, Any]:
         row = _results_row(conn, info.id)
         if row is None:  # pragma: no cover
             raise NotFound("results are missing")
-        figures = _figures_from_results(row, conn)
-    view = totals_view(info, figures, version=row.version, updated_at=_iso(row.computed_at))
+        figures, peak, final, pf = _standing(conn, info, _figures_from_results(row, conn), row.peak_minute)
+    # Every confirmation or revert changes the figures: the version rises with each (it is a clock in µs).
+    view = totals_view(info, figures, version=row.version + final.changes, updated_at=_iso(row.computed_at))
     view.update(
-        timeline=row.timeline,
-        peak_minute=row.peak_minute,
+        timeline=row.timeline if pf is None else figures.timeline(),
+        peak_minute=peak,
         duration_s=row.duration_s,
-        refunded_orders=row.refunded_orders,
-        refunded_fen=row.refunded_fen,
+        refunded_orders=row.refunded_orders if pf is None else pf.refunded_orders,
+        refunded_fen=row.refunded_fen if pf is None else pf.refunded_fen,
         started_at=_iso(info.started_at),
         ended_at=_iso(info.ended_at),
+        final=final.view(),
     )
     return view
