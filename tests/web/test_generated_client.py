@@ -80,7 +80,10 @@ def test_generated_client_drives_a_session(generated: Any, users: Users) -> None
         "sessions": ["create_session", "start_session", "get_session", "list_sessions", "update_session",
                      "update_widget", "rotate_widget_key", "end_session", "delete_session"],
         "orders": ["record_orders", "list_orders", "refund_order"],
-        "totals": ["get_totals", "get_results", "compare_sessions"],
+        "totals": ["get_totals", "get_results", "compare_sessions", "get_reconciliation", "set_final_figures",
+                   "revert_final_figures"],
+        "imports": ["import_export"],
+        "hooks": ["create_hook", "list_hooks", "rotate_hook", "delete_hook", "push_orders"],
         "meta": ["health", "live", "openapi"],
     }
     described = {
@@ -90,7 +93,7 @@ def test_generated_client_drives_a_session(generated: Any, users: Users) -> None
     assert described == {(tag, name) for tag, names in operations.items() for name in names}  # every operation, no other
     for tag, name in described:
         module(f"api.{tag}.{name}")
-    sessions, orders_api, totals_api, meta = (module(f"api.{tag}") for tag in operations)
+    sessions, orders_api, totals_api, _imports, hooks, meta = (module(f"api.{tag}") for tag in operations)
     m = module("models")
     types = module("types")
 
@@ -206,6 +209,28 @@ def test_generated_client_drives_a_session(generated: Any, users: Users) -> None
             30460, 2, 1, 6980)
         assert sum(minute.amount_fen for minute in results.timeline) == 30460
         assert results.ended_at == ended.ended_at
+
+        # Beside the platforms' record (none imported): reconciliation, then an official keeps the live count.
+        rec = totals_api.get_reconciliation.sync(sid, client=client)
+        assert (rec.live.orders, rec.live.amount_fen, rec.platform.orders, rec.difference.amount_fen) == (
+            2, 30460, 0, -30460)
+        official = module("client").AuthenticatedClient(
+            base_url=server.url, token=users.token("official"), raise_on_unexpected_status=True, timeout=20.0)
+        with official:
+            keep = m.SetFinalFiguresBodyType0(source=m.SetFinalFiguresBodyType0Source.LIVE, reason="核对无误")
+            r = totals_api.set_final_figures.sync_detailed(sid, client=official, body=keep)
+            assert r.status_code == 200, r.content
+            final = totals_api.get_results.sync(sid, client=client).final
+            assert (final.source, final.reason) == (m.FinalSource.LIVE, "核对无误") and final.by == "official"
+            assert totals_api.revert_final_figures.sync_detailed(sid, client=official).status_code == 200
+
+        # A signed push endpoint: made (its secret shown once), listed without it, given a new one, deleted.
+        hook = hooks.create_hook.sync(sid, client=client)
+        assert hook.secret and hook.url.endswith(f"/hooks/orders/{hook.hook_id}")
+        listed_hooks = hooks.list_hooks.sync(sid, client=client).hooks
+        assert [h.hook_id for h in listed_hooks] == [hook.hook_id] and "secret" not in listed_hooks[0].to_dict()
+        assert hooks.rotate_hook.sync_detailed(sid, hook.hook_id, client=client).status_code == 200
+        assert hooks.delete_hook.sync_detailed(sid, hook.hook_id, client=client).status_code == 204
 
         # Compare it with a second session, live with one order.
         other = sessions.create_session.sync(client=client, body=m.SessionCreate(title="第二场", products=products))
