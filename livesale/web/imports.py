@@ -54,6 +54,8 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 PENDING_TTL_S = 3600
 _TRUE, _FALSE = ("1", "true"), ("0", "false")
 _SHA = re.compile(r"[0-9a-f]{64}")
+#: The multipart fields of the API (``csrf_token``: sent by a page's form, ignored; the header is what counts).
+_API_FIELDS = frozenset({"file", "platform", "dry_run", "window_minutes", "csrf_token"})
 
 #: Why a line was skipped, for people.
 REASONS = {
@@ -115,6 +117,9 @@ def import_export(session_id: int) -> Response:
     get_manageable(backend.store, actor=g.actor, session_id=session_id)
     if request.mimetype != "multipart/form-data":
         raise InvalidInput("send the export as multipart/form-data: the file as file, with platform", field="file")
+    for name in [*request.form.keys(), *request.files.keys()]:
+        if name not in _API_FIELDS:  # as the JSON API refuses unknown fields: a misspelt one is not ignored
+            raise InvalidInput("unknown field", field=name.replace("\x00", "\\u0000") or "(unnamed)")
     dry_run = _dry_run_arg(request.form.get("dry_run"))
     outcome = service.import_files(
         backend.store, actor=g.actor, session_id=session_id, platform=request.form.get("platform", ""),

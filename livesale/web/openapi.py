@@ -1264,9 +1264,11 @@ def import_paths() -> dict[str, Any]:
             "window_minutes": string(pattern=r"^(0|[1-9][0-9]{0,2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440)$",
                                      default="10", description="0-1440: lines paid this long before the start or "
                                      "after the end still count."),
+            "csrf_token": string(description="Ignored (a page's form may send it; cookie calls need the "
+                                 "X-CSRFToken header)."),
         },
         required=("file", "platform"),
-        closed=False,
+        description="Other fields are refused (422 naming the field).",
     )
     return {
         f"{API}/sessions/{{session_id}}/imports": {

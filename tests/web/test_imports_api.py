@@ -252,7 +252,8 @@ def test_what_is_asked_is_checked(app: Any, host_api: Api) -> None:
     session_id = ended_session(host_api, app)
     files = export_files("generic", sample_set("generic"))
     for form, field in (({"platform": "youzan"}, "platform"), ({"platform": ""}, "platform"),
-                        ({"platform": "generic", "dry_run": "maybe"}, "dry_run")):
+                        ({"platform": "generic", "dry_run": "maybe"}, "dry_run"),
+                        ({"platform": "generic", "dryrun": "1"}, "dryrun")):  # misspelt: refused, not ignored
         r = post_import(host_api, session_id, files, **form)
         assert (r.status_code, r.json["error"]["field"]) == (422, field), form
     r = host_api.client.post(f"/api/v1/sessions/{session_id}/imports", data={"platform": "generic"},
