@@ -222,6 +222,16 @@ http {{
 {proxy_common}
     }}
 
+    # Platform order exports are larger than any API body: up to 64 MB, there only.
+    location ~ ^/(api/v1/)?sessions/[0-9]+/imports {{
+      client_max_body_size 65m;
+      proxy_pass http://livesale;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+{proxy_common}
+      proxy_read_timeout 120s;
+    }}
+
     # The app's metrics are for the machine's own scraper (the app ports), not the world.
     location = /metrics {{ deny all; }}
 

@@ -37,10 +37,10 @@ def test_the_topology() -> None:
 
 def test_nginx_passes_the_request_id_and_keeps_metrics_internal() -> None:
     conf = (ROOT / "docker" / "nginx.conf").read_text()
-    assert conf.count("proxy_set_header X-Request-ID $request_id;") == 2  # pages/API and Socket.IO
+    assert conf.count("proxy_set_header X-Request-ID $request_id;") == 3  # pages/API, Socket.IO, imports
     assert "location = /metrics { deny all; }" in conf
     # $host drops the published port (8000:80): Socket.IO's same-origin check would refuse every browser.
-    assert "proxy_set_header Host $host;" not in conf and conf.count("proxy_set_header Host $http_host;") == 2
+    assert "proxy_set_header Host $host;" not in conf and conf.count("proxy_set_header Host $http_host;") == 3
     assert "keepalive_timeout 1s;" in conf
 
 
@@ -73,3 +73,16 @@ def test_nginx_keeps_clients_on_one_process_and_upgrades_websockets() -> None:
     assert "proxy_set_header Upgrade $http_upgrade;" in socket
     assert "proxy_set_header Connection $connection_upgrade;" in socket
     assert re.search(r"map \$http_upgrade \$connection_upgrade \{\s*default upgrade;", NGINX)
+
+
+def test_nginx_lets_platform_exports_through_and_nothing_else_that_large() -> None:
+    """Imports take up to 64 MB (the app's IMPORT_MAX_BYTES); every other body stays capped at 2 MB."""
+    from livesale.cluster import nginx_config
+    from livesale.web.openapi import IMPORT_MAX_BYTES
+
+    generated = nginx_config(prefix=ROOT, host="127.0.0.1", port=8080, upstreams=["127.0.0.1:8001"])
+    for conf in (NGINX, generated):
+        assert "client_max_body_size 2m;" in conf
+        imports = conf.split("location ~ ^/(api/v1/)?sessions/[0-9]+/imports {", 1)[1].split("}", 1)[0]
+        limit_mb = int(imports.split("client_max_body_size ", 1)[1].split("m;", 1)[0])
+        assert limit_mb * 1024 * 1024 > IMPORT_MAX_BYTES
