@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -29,9 +29,13 @@ from livesale.models import utcnow
 
 from . import tables as t
 from .auth import Actor
-from .errors import Conflict, Forbidden, InvalidInput, NotFound
+from .db import write_transaction
+from .errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from .figures import Figures
 from .validation import text
+
+if TYPE_CHECKING:  # core.sessions imports this module
+    from .sessions import Store
 
 SOURCES = ("live", "platform")
 #: The reason given for a session on the platform's record because it has no live orders.
@@ -290,3 +294,23 @@ def platform_totals(conn: sa.Connection, session_ids: list[int]) -> dict[int, tu
         .group_by(p.c.session_id)
     )
     return {sid: (int(amount), int(count), int(items)) for sid, amount, count, items in rows}
+
+
+def decide_final(store: Store, *, actor: Actor, session_id: int, source: str | None, reason: str) -> Decision:
+    """Confirm, propose or revert a session's final figures (the session looked up first: 404, then 403).
+
+    A confirmation or revert changes what an ended session's screens, widget and totals show:
+    they are told at once (the ticker pushes the figures that now stand).
+    """
+    with write_transaction(store.db) as conn:
+        row = require_session(conn, session_id)
+        if not actor.can_read(row.owner_id):
+            raise Forbidden("this session belongs to another host")
+        decision = decide(conn, actor=actor, owner_id=row.owner_id, status=row.status,
+                          session_id=session_id, source=source, reason=reason)
+    if not decision.proposed:
+        try:
+            store.totals.mark_changed(session_id=session_id)
+        except Unavailable:
+            pass  # they take the figures on their next join
+    return decision

@@ -540,8 +540,9 @@ def session_totals(store: Store, *, info: SessionInfo, timeline: bool = False) -
             row = _results_row(conn, info.id)
             if row is None:  # pragma: no cover - results are written with the status
                 raise NotFound("results are missing")
-            figures = _figures_from_results(row, conn)
-        view = totals_view(info, figures, version=row.version, updated_at=_iso(row.computed_at))
+            # The figures that stand (core.final): the widget and screens of an ended session show them too.
+            figures, _, final, _ = _standing(conn, info, _figures_from_results(row, conn), row.peak_minute)
+        view = totals_view(info, figures, version=row.version + final.changes, updated_at=_iso(row.computed_at))
     else:
         live = live_totals(store, session_id=info.id)
         figures = live.figures

@@ -25,10 +25,9 @@ from flask_wtf import FlaskForm
 from livesale.core import final as final_service
 from livesale.core import sessions as session_service
 from livesale.core import tables as t
-from livesale.core.db import write_transaction
 from livesale.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from livesale.core.reconcile import reconcile
-from livesale.core.sessions import SessionInfo, Store
+from livesale.core.sessions import SessionInfo
 from livesale.core.spreadsheet import BOM, csv_line, yuan
 from livesale.extensions import backend
 
@@ -42,20 +41,6 @@ from .review import _csv
 
 api_bp = Blueprint("reconcile_api", __name__, url_prefix="/api/v1")
 bp = Blueprint("reconcile", __name__)
-
-
-# --- the core's one write here ------------------------------------------------------------------
-
-
-def decide_final(store: Store, *, actor: Any, session_id: int, source: str | None,
-                 reason: str) -> final_service.Decision:
-    """Confirm, propose or revert a session's final figures (the session looked up first: 404, then 403)."""
-    with write_transaction(store.db) as conn:
-        row = final_service.require_session(conn, session_id)
-        if not actor.can_read(row.owner_id):
-            raise Forbidden("this session belongs to another host")
-        return final_service.decide(conn, actor=actor, owner_id=row.owner_id, status=row.status,
-                                    session_id=session_id, source=source, reason=reason)
 
 
 def _decision_answer(decision: final_service.Decision) -> Response:
@@ -84,7 +69,7 @@ def set_final(session_id: int) -> Response:
     """Officials and admins confirm which figures stand (``source`` null reverts); the host proposes."""
     session_service.get_session(backend.store, actor=g.actor, session_id=session_id)  # 404 / 403 before the body
     source, reason = final_service.parse_decision(json_body())
-    return _decision_answer(decide_final(backend.store, actor=g.actor, session_id=session_id, source=source,
+    return _decision_answer(final_service.decide_final(backend.store, actor=g.actor, session_id=session_id, source=source,
                                          reason=reason))
 
 
@@ -93,7 +78,7 @@ def set_final(session_id: int) -> Response:
 @_session_in_range
 def revert_final(session_id: int) -> Response:
     """Revert to the default figures (the live count; the platform's record for a session without live orders)."""
-    return _decision_answer(decide_final(backend.store, actor=g.actor, session_id=session_id, source=None,
+    return _decision_answer(final_service.decide_final(backend.store, actor=g.actor, session_id=session_id, source=None,
                                          reason=""))
 
 
@@ -154,7 +139,7 @@ def final_form(session_id: int) -> ResponseReturnValue:
         return redirect(url_for("review.report", session_id=info.id) + "#final")
     try:
         reason = final_service.parse_decision({"source": source, "reason": request.form.get("reason", "")})[1]
-        decision = decide_final(backend.store, actor=actor, session_id=info.id, source=source, reason=reason)
+        decision = final_service.decide_final(backend.store, actor=actor, session_id=info.id, source=source, reason=reason)
     except Forbidden:
         abort(403)
     except InvalidInput as exc:

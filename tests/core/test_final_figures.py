@@ -205,3 +205,37 @@ def test_lists_compare_and_csv_follow_and_say_which(
 
     zh = client.get(f"/sessions/{sid}?lang=zh").text
     assert "平台数据" in zh and "直播记录" in zh
+
+
+def test_the_totals_widget_and_screens_of_an_ended_session_follow_too(
+    app: Any, users: Users, host_api: Api, ended: dict[str, Any]
+) -> None:
+    from livesale.extensions import socketio
+
+    sid = ended["id"]
+    want = platform_expected(ended["lines"], ended["start"])
+    live_totals = host_api.get(f"/api/v1/sessions/{sid}/totals").json
+    key = host_api.get(f"/api/v1/sessions/{sid}").json["widget_key"]
+    widget = app.test_client()
+    assert widget.get(f"/widget/{key}.json").json["amount_fen"] == live_totals["amount_fen"]
+    viewer = socketio.test_client(app, namespace="/live", auth={"token": users.token("official")})
+    viewer.emit("join", {"session": sid}, namespace="/live")
+    app.extensions["livesale.ticker"].tick()  # whatever a first tick sends goes before the decision
+    viewer.get_received("/live")
+
+    official = users.api("official")
+    assert official.post(f"/api/v1/sessions/{sid}/final",
+                         json={"source": "platform", "reason": "次日导出已核对"}).status_code == 200
+    totals = host_api.get(f"/api/v1/sessions/{sid}/totals").json
+    assert (totals["amount_fen"], totals["orders"], totals["items"]) == (
+        want["amount_fen"], want["orders"], want["items"])
+    assert totals["version"] > live_totals["version"]
+    assert widget.get(f"/widget/{key}.json").json["amount_fen"] == want["amount_fen"]
+    # A screen watching the ended session is told at once (the ticker's next tick).
+    app.extensions["livesale.ticker"].tick()
+    pushed = [e["args"][0] for e in viewer.get_received("/live") if e["name"] == "totals"]
+    assert pushed and pushed[-1]["amount_fen"] == want["amount_fen"]
+
+    official.client.delete(f"/api/v1/sessions/{sid}/final", headers={"Authorization": f"Bearer {official.token}"})
+    assert host_api.get(f"/api/v1/sessions/{sid}/totals").json["amount_fen"] == live_totals["amount_fen"]
+    viewer.disconnect(namespace="/live")
