@@ -22,6 +22,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -231,10 +232,48 @@ def _back(info: SessionInfo, key: str | None = None) -> ResponseReturnValue:
     return redirect(url_for("review.report", session_id=info.id, **args) + "#imports")
 
 
+# The parser's problems are English (the API's words); the page says them in its own language.
+_UNREADABLE: list[tuple[re.Pattern[str], Callable[..., str]]] = [(re.compile(p), f) for p, f in [
+    (r"^(?P<value>'.*') is not an amount in yuan$", lambda value: _("%(value)s is not an amount in yuan", value=value)),
+    (r"^the amount is empty$", lambda: _("The amount is empty")),
+    (r"^(?P<value>'.*') is not a quantity", lambda value: _("%(value)s is not a quantity (a whole number from 1)",
+                                                             value=value)),
+    (r"^(?P<value>'.*') is not a date and time$", lambda value: _("%(value)s is not a date and time", value=value)),
+    (r"^the id is empty$", lambda: _("The id is empty")),
+    (r"^the id is longer than (?P<n>[0-9]+) characters$", lambda n: _("The id is longer than %(n)s characters", n=n)),
+    (r"^(?P<value>'.*') is an id a spreadsheet turned into a number",
+     lambda value: _("%(value)s is an id that a spreadsheet turned into a number; it cannot be recovered: export "
+                     "the file again and import it without opening it in Excel", value=value)),
+    (r"^the header has no column (?P<names>.*)$", lambda names: _("The header has no column %(names)s", names=names)),
+    (r"^no header row found.*\((?P<names>.*)\)$",
+     lambda names: _("No header row names this platform's columns (%(names)s): check the platform chosen",
+                     names=names)),
+    (r"is an Excel 97-2003", lambda: _("An Excel 97-2003 (.xls) file: save it as .xlsx or CSV and import that")),
+    (r"is not a CSV", lambda: _("Not a CSV (UTF-8 or GB18030) or XLSX file")),
+    (r"^a Taobao import needs the order report",
+     lambda: _("A Taobao import needs the order report (订单报表) as well as the item report")),
+    (r"^the line is (?P<status>.*) but has no payment time$",
+     lambda status: _("The line is “%(status)s” but has no payment time", status=status)),
+    (r"^order (?P<ref>.*) is not in the order report$",
+     lambda ref: _("Order %(ref)s is not in the order report", ref=ref)),
+    (r"^no file was sent$", lambda: _("No file was sent")),
+]]
+
+
+def unreadable_in_words(exc: ExportUnreadable) -> str:
+    """Where and what, in the page's language: ``file.csv：第 3 行，“订单应付金额”列：'12,3x' 不是以元计的金额``."""
+    detail = next((f(**m.groupdict()) for p, f in _UNREADABLE if (m := p.search(exc.detail))), exc.detail)
+    if exc.row is not None and exc.column is not None:
+        detail = _("row %(row)s, column “%(column)s”: %(problem)s", row=exc.row, column=exc.column, problem=detail)
+    elif exc.row is not None:
+        detail = _("row %(row)s: %(problem)s", row=exc.row, problem=detail)
+    return f"{exc.file}: {detail}" if exc.file else detail
+
+
 def _refusal(exc: DomainError) -> str:
     """A refusal in words for the page (an unreadable file's message names its row and column)."""
     if isinstance(exc, ExportUnreadable):
-        return _("The file cannot be read: %(problem)s", problem=exc.message)
+        return _("The file cannot be read: %(problem)s", problem=unreadable_in_words(exc))
     names = {"file": _("File"), "platform": _("Platform"), "window_minutes": _("Window (minutes)"),
              "sku": _("Product")}
     where = names.get(exc.field or "", exc.field or "")

@@ -298,3 +298,29 @@ def test_who_may_import(app: Any, users: Users, host_api: Api) -> None:
     r = post_import(users.api("admin"), session_id, files, "generic")
     assert r.status_code == 201 and r.json["added"] > 0
     assert import_records(app, session_id)[0].user_id is not None
+
+
+@pytest.mark.parametrize(("lang", "said"), [
+    ("zh", "无法读取文件：第 3 行，“amount_yuan”列：'六十九' 不是以元计的金额"),
+    ("en", "row 3, column “amount_yuan”: '六十九' is not an amount in yuan"),
+])
+def test_the_page_says_what_is_wrong_with_a_file_in_its_language(
+    app: Any, client: Any, users: Users, host_api: Api, lang: str, said: str
+) -> None:
+    import re
+
+    from tests.web.test_pages import login
+
+    session_id = ended_session(host_api, app)
+    login(client, "host")
+    page = client.get(f"/?lang={lang}")  # (this test's session has no results: its report is not the point)
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text).group(1)
+    content = (GENERIC_HEADER + "1,APPLE-5,苹果,1,69.80,2026-06-01 20:30:00,浙江省,杭州市,paid\r\n"
+               "2,APPLE-5,苹果,1,六十九,2026-06-01 20:31:00,浙江省,杭州市,paid\r\n").encode()
+    r = client.post(f"/sessions/{session_id}/imports", data={
+        "csrf_token": token, "platform": "generic", "file": (io.BytesIO(content), "orders.csv")},
+        content_type="multipart/form-data")
+    assert r.status_code in (302, 303), r.text[:300]
+    shown = client.get(f"/?lang={lang}").text  # the refusal is flashed onto the next page
+    assert said.replace("'", "&#39;") in shown, shown[shown.find("flash"):][:400]
+    assert not stored_lines(app, session_id)

@@ -51,6 +51,8 @@ class ExportUnreadable(InvalidInput):
         if file:
             text = f"{file}: {text}"
         super().__init__(" ".join(text.split()), field="file")
+        #: The problem alone, without where it is (pages say the row and column in their own words).
+        self.detail = " ".join(message.split())
         self.row = row
         self.column = column
         self.file = file
