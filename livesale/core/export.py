@@ -138,6 +138,28 @@ def _orders(conn: sa.Connection) -> Iterator[dict[str, Any]]:
         }, "unit_price_fen", "amount_fen")
 
 
+def _platform_lines(conn: sa.Connection) -> Iterator[dict[str, Any]]:
+    p = t.platform_lines
+    query = sa.select(p).order_by(p.c.session_id, p.c.paid_at, p.c.id)
+    for row in conn.execute(query.execution_options(yield_per=5000)).mappings():
+        yield _money({
+            "session_id": row["session_id"], "line_id": row["line_id"], "platform": row["platform"],
+            "order_ref": row["order_ref"], "sku": row["sku"], "quantity": row["quantity"],
+            "amount_fen": row["amount_fen"], "paid_at": _iso(row["paid_at"]), "province": row["province"],
+            "city": row["city"], "status": row["status"], "refunded_at": _iso(row["refunded_at"]),
+            "import_id": row["import_id"],
+        }, "amount_fen")
+
+
+def _final_decisions(conn: sa.Connection) -> Iterator[dict[str, Any]]:
+    d, u = t.final_decisions, t.users
+    query = (sa.select(d, u.c.name.label("by")).select_from(d.outerjoin(u, u.c.id == d.c.user_id))
+             .order_by(d.c.session_id, d.c.created_at, d.c.id))
+    for row in conn.execute(query).mappings():
+        yield {"session_id": row["session_id"], "created_at": _iso(row["created_at"]), "action": row["action"],
+               "source": row["source"], "reason": row["reason"], "by": row["by"]}
+
+
 def _results(conn: sa.Connection) -> Iterator[dict[str, Any]]:
     r = t.session_results
     for row in conn.execute(sa.select(r).order_by(r.c.session_id)).mappings():
@@ -198,6 +220,14 @@ FILES = (
           ("orders", "amount_fen"), _result_regions),
     _File("result_minutes.csv", ("session_id", "minute", "orders", "amount_fen", "amount_yuan"),
           ("orders", "amount_fen"), _result_minutes),
+    # The platforms' record of each session (imported exports), kept apart from the live count, and which
+    # figures officials confirmed as final.
+    _File("platform_lines.csv", (
+        "session_id", "line_id", "platform", "order_ref", "sku", "quantity", "amount_fen", "amount_yuan", "paid_at",
+        "province", "city", "status", "refunded_at", "import_id",
+    ), ("quantity", "amount_fen"), _platform_lines, group="status"),
+    _File("final_decisions.csv", ("session_id", "created_at", "action", "source", "reason", "by"), (),
+          _final_decisions),
 )
 
 _NOTES = {
@@ -207,6 +237,8 @@ _NOTES = {
     "formulas": "text cells starting with = + - @, a tab or a carriage return are prefixed with ' "
                 "so that spreadsheets show them as text",
     "orders": "every order, paid and refunded; totals and results count the paid ones only",
+    "platform_lines": "the platforms' order lines imported from their exports (never part of the live count); "
+                      "final_decisions says which figures stand",
 }
 
 

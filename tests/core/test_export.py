@@ -177,3 +177,31 @@ def test_export_refuses_to_overwrite_and_needs_a_livesale_database(store: Any, t
         export.export_zip(bare, tmp_path / "bare.zip")
     bare.dispose()
     assert not (tmp_path / "bare.zip").exists()
+
+
+def test_the_platforms_record_and_the_final_decisions_are_exported(
+    app: Any, users: Any, host_api: Api, store: Any, tmp_path: Path
+) -> None:
+    from tests.core.test_reconcile import add_lines, make_session
+
+    sid = make_session(host_api)["id"]
+    lines = add_lines(app, sid, [
+        ("douyin:=1+1", "APRICOT-5KG", 2, 13_960, 5, "paid", "=HYPERLINK(\"x\")", "杭州市"),
+        ("douyin:6920000000000000001", "DRIED-1KG", 1, 5_900, 12, "paid", "浙江省", "宁波市"),
+        ("kuaishou:2001", "DRIED-1KG", 3, 17_700, 30, "refunded", "上海市", "上海市"),
+    ])
+    assert host_api.post(f"/api/v1/sessions/{sid}/end").status_code == 200
+    official = users.api("official")
+    assert official.post(f"/api/v1/sessions/{sid}/final", json={"source": "platform", "reason": "+对过账"}
+                         ).status_code == 200
+
+    tables, manifest, _ = read_zip(export.export_zip(store.db, tmp_path / "livesale.zip").path)
+    exported = tables["platform_lines.csv"]
+    assert len(exported) == len(lines) == manifest["files"]["platform_lines.csv"]["rows"]
+    assert sum(int(r["amount_fen"]) for r in exported) == sum(x["amount_fen"] for x in lines)
+    paid = [r for r in exported if r["status"] == "paid"]
+    assert sum(Decimal(r["amount_yuan"]) for r in paid) == Decimal(13_960 + 5_900) / 100
+    assert {r["line_id"] for r in exported} == {"douyin:=1+1", "douyin:6920000000000000001", "kuaishou:2001"}
+    assert {r["province"] for r in exported} >= {"'=HYPERLINK(\"x\")"}  # a formula stays text
+    assert [(r["action"], r["source"], r["reason"], r["by"]) for r in tables["final_decisions.csv"]] == [
+        ("confirm", "platform", "'+对过账", "official")]
