@@ -20,11 +20,16 @@ PLATFORMS = {
 }
 
 
+#: Codes that name where lines came from without being a platform a session sells on (not offered in forms).
+_SOURCES = {"generic": _l("Other (imported with livesale's columns)")}
+
+
 def platform_name(code: str | None) -> str:
     """``douyin`` → 抖音 / Douyin; an unknown value as typed; empty stays empty."""
     if not code:
         return ""
-    name = PLATFORMS.get(code.strip().lower())
+    key = code.strip().lower()
+    name = PLATFORMS.get(key) or _SOURCES.get(key)
     return str(name) if name is not None else code
 
 
