@@ -310,3 +310,101 @@ class OrderHook(Base):
     created_by: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
     revoked_at: so.Mapped[datetime | None]
+
+
+class SessionAudience(Base):
+    """The platform's audience figures of a sale session (场观, 峰值在线, …), typed in by a host.
+
+    Each figure is ``None`` until given. Kept apart from ``live_sessions`` so that
+    updating them never touches the row that every order write pins.
+    """
+
+    __tablename__ = "session_audience"
+
+    session_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("live_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    viewers: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
+    peak_viewers: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
+    new_followers: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
+    likes: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
+    comments: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
+    updated_by: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    updated_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+
+
+class Robot(Base):
+    """A group-chat robot (WeCom, DingTalk, Feishu) told about a sale session.
+
+    ``session_id`` set: this session's robot. ``session_id`` NULL: a default of
+    ``village``, told about every session of that village. The URL (it carries
+    the robot's key) and the signing secret are secrets: kept as given (sending
+    needs them) and shown masked.
+    """
+
+    __tablename__ = "robots"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    session_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("live_sessions.id", ondelete="CASCADE"), index=True
+    )
+    village: so.Mapped[str | None] = so.mapped_column(sa.String(100), index=True)
+    #: ``wecom``, ``dingtalk`` or ``feishu``.
+    kind: so.Mapped[str] = so.mapped_column(sa.String(16))
+    url: so.Mapped[str] = so.mapped_column(sa.String(2000))
+    secret: so.Mapped[str | None] = so.mapped_column(sa.String(200))
+    #: The language of its messages (``zh``, ``ug``, ``en``).
+    lang: so.Mapped[str] = so.mapped_column(sa.String(8), default="zh")
+    created_by: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    deleted_at: so.Mapped[datetime | None]
+
+
+class OutboxEvent(Base):
+    """Something robots are told about, written in the transaction of the change
+    that caused it (a session started or ended) or, for goal and milestones, once
+    by its key (``(session_id, key)`` is unique, so finding it twice adds nothing)."""
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (sa.UniqueConstraint("session_id", "key"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    session_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("live_sessions.id", ondelete="CASCADE"))
+    #: ``started``, ``goal``, ``milestone:<fen>``, ``ended``.
+    key: so.Mapped[str] = so.mapped_column(sa.String(64))
+    #: The figures the message tells (amount, orders, …) as they were at the event.
+    payload: so.Mapped[dict[str, Any]]
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+
+
+class RobotDelivery(Base):
+    """One event to one robot: its state and the receiver's last answer (the delivery log).
+
+    Created with the event for every robot of the session then; the sender
+    claims due rows (``claimed_until``), sends, and records the outcome.
+    """
+
+    __tablename__ = "robot_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "robot_id"),
+        sa.Index("ix_robot_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    event_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("outbox_events.id", ondelete="CASCADE"))
+    robot_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("robots.id", ondelete="CASCADE"), index=True)
+    session_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("live_sessions.id", ondelete="CASCADE"), index=True
+    )
+    #: ``pending``, ``retrying``, ``sent`` or ``failed`` (gave up).
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default="pending")
+    attempts: so.Mapped[int] = so.mapped_column(default=0)
+    next_attempt_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    claimed_until: so.Mapped[datetime | None]
+    last_attempt_at: so.Mapped[datetime | None]
+    #: The receiver's HTTP status and the start of its answer, or why nothing was sent.
+    response_status: so.Mapped[int | None]
+    response_body: so.Mapped[str] = so.mapped_column(sa.String(500), default="")
+    error: so.Mapped[str] = so.mapped_column(sa.String(500), default="")
+    sent_at: so.Mapped[datetime | None]
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)

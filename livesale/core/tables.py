@@ -12,9 +12,13 @@ from livesale.models import (
     LiveSession,
     Order,
     OrderHook,
+    OutboxEvent,
     PlatformLine,
     Product,
     ProductMapping,
+    Robot,
+    RobotDelivery,
+    SessionAudience,
     SessionResult,
     User,
 )
@@ -30,3 +34,7 @@ platform_lines = PlatformLine.__table__
 product_mappings = ProductMapping.__table__
 final_decisions = FinalDecision.__table__
 order_hooks = OrderHook.__table__
+session_audience = SessionAudience.__table__
+robots = Robot.__table__
+outbox_events = OutboxEvent.__table__
+robot_deliveries = RobotDelivery.__table__
