@@ -25,7 +25,7 @@ from .totals import FeedEntry
 from .validation import MAX_GOAL_FEN
 
 THEMES = ("light", "dark", "transparent")
-LANGS = ("zh", "en")
+LANGS = ("zh", "ug", "en")
 PARTS = ("total", "goal", "orders", "latest", "products")
 DEFAULT_PARTS = ("total", "goal", "orders")
 _ACCENT_RE = re.compile(r"#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})\Z")

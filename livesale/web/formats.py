@@ -1,106 +1,24 @@
-"""How money and percentages are written: one rule, the same in Python and in the browser.
+"""How money and percentages are written on pages: the rule is ``livesale/core/formats.py``.
 
-``static/js/money.js`` is the browser's copy of these four functions; both are
-tested against the same table of cases, ``tests/money_cases.json``, so a
-figure rendered by the server reads exactly the same after the first push.
-
-- ``big`` (big figures, charts, cards): whole yuan below ¥10,000 (``¥9,999``,
-  ``¥70`` for ¥69.80); from ¥10,000 ``¥1.23万`` and from ¥100,000,000
-  ``¥1.23亿`` in Chinese; ``¥12.35K``, ``¥1.23M`` (from ¥1,000,000) and
-  ``¥1.23B`` (from ¥1,000,000,000) in English. Always two decimals in a
-  unit, so the figure keeps its width as it moves.
-- ``exact`` (tables, lists, exports): ``¥83,411.00``.
-- ``diff`` (differences): ``▲ +¥1.23万``, ``▼ −¥1.23万``, ``±¥0`` — arrows, so
-  colour (red is *up* in China) is never the only sign.
-
-Rounding is half-even on the exact amount (integer fen, never a float), and
-a figure that rounds up to the next unit is written in that unit
-(¥9,999.50 → ``¥1.00万``, never ``¥10,000``). Negative amounts take the
-minus sign U+2212; an amount that rounds to zero has no sign.
+It lives in ``core`` (no Flask) so that the group-chat robots' messages
+(``core.robot_messages``) write money exactly as pages do; change it there.
 """
 
 from __future__ import annotations
 
-MINUS = "\u2212"
-DASH = "—"
+from livesale.core.formats import (
+    DASH,
+    LRM,
+    MINUS,
+    count_diff,
+    mark,
+    money_big,
+    money_diff,
+    money_exact,
+    percent,
+    percent_value,
+    signed_number,
+)
 
-# (unit name, fen per hundredth of the unit, where the next unit starts in hundredths), smallest first.
-# The last unit has no upper end: ``¥12,345.67亿``.
-_UNITS = {
-    "zh": (("万", 10**4, 10**6), ("亿", 10**8, None)),
-    "en": (("K", 10**3, 10**5), ("M", 10**6, 10**5), ("B", 10**9, None)),
-}
-# Below this many whole yuan a big figure is written in whole yuan.
-_WHOLE_BELOW = 10_000
-
-
-def _divide_half_even(n: int, d: int) -> int:
-    """``n / d`` rounded half to even, for ``n >= 0`` and ``d > 0``: exact integer arithmetic."""
-    q, r = divmod(n, d)
-    if 2 * r > d or (2 * r == d and q % 2 == 1):
-        q += 1
-    return q
-
-
-def _grouped(n: int) -> str:
-    return f"{n:,}"
-
-
-def _language(lang: str | None) -> str:
-    return "en" if lang == "en" else "zh"
-
-
-def _big_magnitude(fen: int, lang: str) -> str:
-    """The big form of ``|fen|`` without a sign, and whether it rounded to zero (as an empty string)."""
-    yuan = _divide_half_even(fen, 100)
-    if yuan < _WHOLE_BELOW:
-        return "" if yuan == 0 else f"¥{_grouped(yuan)}"
-    for name, hundredth, next_at in _UNITS[lang]:
-        hundredths = _divide_half_even(fen, hundredth)
-        if next_at is None or hundredths < next_at:
-            whole, cents = divmod(hundredths, 100)
-            return f"¥{_grouped(whole)}.{cents:02d}{name}"
-    raise AssertionError("unreachable: the last unit has no upper end")
-
-
-def money_big(fen: int, lang: str | None = "zh") -> str:
-    """A big figure: ``¥9,999``, ``¥1.00万`` / ``¥10.00K``, ``−¥1.23万``; ``¥0`` for what rounds to nothing."""
-    text = _big_magnitude(abs(fen), _language(lang))
-    if not text:
-        return "¥0"
-    return MINUS + text if fen < 0 else text
-
-
-def money_exact(fen: int, lang: str | None = "zh") -> str:
-    """The exact amount with fen: ``¥83,411.00``, ``−¥4,349.20`` (the same in every language)."""
-    yuan, cents = divmod(abs(fen), 100)
-    text = f"¥{_grouped(yuan)}.{cents:02d}"
-    return MINUS + text if fen < 0 else text
-
-
-def money_diff(fen: int, lang: str | None = "zh", *, exact: bool = False) -> str:
-    """A difference with an arrow: ``▲ +¥1.23万``, ``▼ −¥1.23万``, ``±¥0`` (also when it rounds to nothing).
-
-    With ``exact`` the amount keeps its fen (``▲ +¥12,345.67``), for tables.
-    """
-    if exact:
-        text = money_exact(abs(fen))
-        if fen == 0:
-            return "±¥0.00"
-    else:
-        text = _big_magnitude(abs(fen), _language(lang))
-        if not text:
-            return "±¥0"
-    return f"▲ +{text}" if fen > 0 else f"▼ {MINUS}{text}"
-
-
-def percent(part: int, whole: int) -> str:
-    """``part`` of ``whole`` with one decimal, half-even: ``111.8%``; ``—`` when ``whole`` is 0."""
-    if not whole:
-        return DASH
-    negative = (part < 0) != (whole < 0)
-    tenths = _divide_half_even(abs(part) * 1000, abs(whole))
-    if tenths == 0:
-        negative = False
-    whole_pct, tenth = divmod(tenths, 10)
-    return f"{MINUS if negative else ''}{_grouped(whole_pct)}.{tenth}%"
+__all__ = ["DASH", "LRM", "MINUS", "count_diff", "mark", "money_big", "money_diff", "money_exact", "percent",
+           "percent_value", "signed_number"]

@@ -52,7 +52,6 @@ from livesale.extensions import backend
 
 from . import auth
 from .errors import error_page, error_response, wants_json
-from .i18n import lang
 from .login import current_actor
 
 log = logging.getLogger(__name__)
@@ -71,13 +70,12 @@ API_BLUEPRINTS = ("api", "hooks_api", "imports_api")
 
 #: The widget's 429 page (people's pages get web.errors' page).
 PAGE = """<!doctype html>
-<html lang="{{ 'zh-CN' if zh else 'en' }}">
+<html lang="{{ html_lang() }}" dir="{{ text_dir() }}">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>429 · livesale</title>
 <link rel="stylesheet" href="{{ url_for('static', filename='css/app.css') }}"></head>
 <body><main><section class="card narrow">
-{% if zh %}<h1>请求过于频繁</h1><p>请在 {{ retry_after }} 秒后再试。</p>
-{% else %}<h1>Too many requests</h1><p>Please try again in {{ retry_after }} s.</p>{% endif %}
+<h1>{{ _("Too many requests") }}</h1><p>{{ _("Please try again in %(n)s s.", n=retry_after) }}</p>
 <p><a href="{{ url_for('index') }}">livesale</a></p>
 </section></main></body></html>
 """
@@ -332,7 +330,7 @@ def _too_many_requests(exc: TooManyRequests) -> Response:
     if wants_json() or request.path.endswith(".json"):
         response = error_response(429, f"too many requests ({exc.description}); retry in {seconds} s")
     elif request.blueprint == "widget":  # inside partners' pages: a bare page that sets no cookie
-        html = render_template_string(PAGE, zh=lang() == "zh", retry_after=seconds)
+        html = render_template_string(PAGE, retry_after=seconds)
         response = Response(html, status=429, mimetype="text/html")
     else:  # people: the site's error page (web.errors), like every other error
         response = error_page(429, retry_after=seconds)

@@ -51,10 +51,12 @@ def _session(key: str) -> SessionInfo | None:
 
 
 def _planned_start(info: SessionInfo, lang: str) -> str:
-    """When a scheduled session starts, in its own time zone: "6月3日 周二 20:00" / "Tue 3 Jun, 20:00"."""
+    """When a scheduled session starts, in its own time zone: "6月3日 周二 20:00" / "Tue 3 Jun, 20:00" /
+    "سەيشەنبە، 3-ئىيۇن 20:00" (CLDR ug's day-month order)."""
     if info.scheduled_start is None:
         return _("No start time planned")
-    pattern, locale = ("M月d日 EEE HH:mm", "zh_CN") if lang == "zh" else ("EEE d MMM, HH:mm", "en_GB")
+    pattern, locale = {"zh": ("M月d日 EEE HH:mm", "zh_CN"), "ug": ("EEEE، d-MMMM HH:mm", "ug")}.get(
+        lang, ("EEE d MMM, HH:mm", "en_GB"))
     when = format_datetime(info.scheduled_start, pattern, tzinfo=ZoneInfo(info.timezone), locale=locale)
     return _("Starts %(when)s", when=when)
 

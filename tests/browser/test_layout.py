@@ -1,5 +1,5 @@
 """Every page on the screens people have: a phone (390×844), an office laptop (1366×768) and a TV (1920×1080),
-in Chinese and English, with realistic data (long titles, hundreds of orders, six sessions compared).
+in Chinese, Uyghur (right to left) and English, with realistic data (long titles, hundreds of orders, six sessions compared).
 
 Fails on a page that scrolls sideways, a kiosk screen taller than its viewport, and a key figure
 (``[data-key-figure]``) broken onto two lines. ``LIVESALE_SHOTS=<dir>`` also saves a screenshot of each page.
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.site import SIZES, Site, build_site, every_page, log_in, open_page
+from tests.browser.site import LANGS, SIZES, Site, build_site, every_page, log_in, open_page
 from tests.conftest import Users
 
 # Wider than the viewport: the page itself scrolls sideways. Names the elements sticking out, deepest first.
@@ -81,7 +81,7 @@ def test_every_page_fits_the_screens_people_have(browser: Any, server_factory: A
                 problems.append(f"{where}: the kiosk screen is {taller} px tall in a {size[1]} px screen")
 
     every_page(browser, server.url, site, sizes=SIZES, visit=visit)
-    assert len(seen) == len(SIZES) * 2 * (len(site.pages()) + 2)
+    assert len(seen) == len(SIZES) * len(LANGS) * (len(site.pages()) + 2)
     assert not problems, "\n".join(problems)
 
 

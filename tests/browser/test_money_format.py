@@ -23,7 +23,7 @@ RUN = """cases => {
                  diff_exact: (f, l) => M.diff(f, l, true)};
   return {
     money: cases.money.map(c => style[c.style](c.fen, c.lang)),
-    percent: cases.percent.map(c => M.percent(c.part, c.whole)),
+    percent: cases.percent.map(c => M.percent(c.part, c.whole, c.lang)),
   };
 }"""
 
@@ -46,7 +46,7 @@ def test_money_js_matches_every_case_of_the_table(page: Any) -> None:
     wrong = [(c, text) for c, text in zip(cases["money"], got["money"], strict=True) if text != c["text"]]
     wrong += [(c, text) for c, text in zip(cases["percent"], got["percent"], strict=True) if text != c["text"]]
     assert wrong == []
-    assert len(got["money"]) == len(cases["money"]) > 90 and len(got["percent"]) == len(cases["percent"]) > 10
+    assert len(got["money"]) == len(cases["money"]) > 120 and len(got["percent"]) == len(cases["percent"]) > 15
 
 
 def test_a_computed_figure_that_is_not_whole_fen_is_rounded_first(page: Any) -> None:

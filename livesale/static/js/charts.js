@@ -11,12 +11,19 @@
   "use strict";
 
   var SVG = "svg";  // crisp when printed
-  var TEXT = {
-    zh: { minutes: "开播后分钟", sales: "销售额", perMinute: "每分钟销售额", orders: "订单",
-          minute: function (m) { return "第 " + m + " 分钟"; }, noData: "暂无数据" },
-    en: { minutes: "Minutes since start", sales: "Sales", perMinute: "Sales per minute", orders: "Orders",
-          minute: function (m) { return "Minute " + m; }, noData: "No data" },
-  };
+  /* The charts' words, translated: base.html renders them in the page's language as JSON (#ui-text);
+     the English here only stands in on a page without them. */
+  var TEXT = { minutes: "Minutes since start", sales: "Sales", per_minute: "Sales per minute", orders: "Orders",
+               minute: "minute {n}", no_data: "No data" };
+  (function () {
+    var node = document.getElementById("ui-text");
+    if (!node) return;
+    try {
+      var given = JSON.parse(node.textContent);
+      Object.keys(TEXT).forEach(function (k) { if (typeof given[k] === "string") TEXT[k] = given[k]; });
+    } catch (e) { /* the English stays */ }
+  })();
+  function minuteLabel(m) { return TEXT.minute.replace("{n}", String(m)); }
   var PALETTE = ["#d9480f", "#1c7ed6", "#2b8a3e", "#f59f00", "#7048e8", "#0c8599", "#c2255c", "#5c940d"];
   var MUTED = "#6e6e73";
   var charts = [];
@@ -30,22 +37,34 @@
 
   function pageLang() {
     var lang = (document.documentElement.lang || "").toLowerCase();
-    return lang.indexOf("zh") === 0 ? "zh" : "en";
+    return lang.indexOf("zh") === 0 ? "zh" : lang.indexOf("ug") === 0 ? "ug" : "en";
+  }
+
+  /* Uyghur pages (dir="rtl"): bars of magnitude grow from the right, their names on the right. Time axes
+     (the curves, sales per minute) stay left to right in every language, as the live screen's strip does. */
+  function rtl() {
+    return document.documentElement.dir === "rtl";
+  }
+
+  /* ECharts places SVG text for left-to-right lines, so a chart stays direction: ltr (app.css); a label with
+     Uyghur in it (¥12.35مىڭ) is isolated right to left inside it, so the unit still follows its number. */
+  function label(text) {
+    return rtl() && /[\u0600-\u06ff]/.test(text) ? "\u2067" + text + "\u2069" : text;
   }
 
   function langOf(opts) {
     var lang = opts && opts.lang;
-    return lang === "zh" || lang === "en" ? lang : pageLang();
+    return lang === "zh" || lang === "ug" || lang === "en" ? lang : pageLang();
   }
 
-  /* ¥1.83万 (zh, from 10,000 yuan), ¥18.30K (en), ¥70: the big form of money.js. */
+  /* ¥1.83万 (zh, from 10,000 yuan), ¥18.30K (en), ¥18.30مىڭ (ug), ¥70: the big form of money.js. */
   function money(fen, lang) {
     return window.LivesaleMoney.big(fen, lang);
   }
 
   /* Axis ticks: "¥0" rather than "¥0.00" at the origin. */
   function tick(lang) {
-    return function (fen) { return fen === 0 ? "¥0" : money(fen, lang); };
+    return function (fen) { return fen === 0 ? "¥0" : label(money(fen, lang)); };
   }
 
   function printing() {
@@ -76,6 +95,7 @@
     option.animation = !printing();
     option.color = seriesColors();
     option.textStyle = { fontFamily: fontFamily(el) };
+    if (option.tooltip && rtl()) option.tooltip.extraCssText = "direction: rtl; text-align: right;";
     var chart = window.echarts.getInstanceByDom(el);
     if (chart) {
       chart.setOption(option, { notMerge: true });
@@ -100,15 +120,15 @@
     }
   }
 
-  function noData(lang) {
-    return { text: TEXT[lang].noData, left: "center", top: "middle",
+  function noData() {
+    return { text: TEXT.no_data, left: "center", top: "middle",
              textStyle: { color: MUTED, fontSize: 14, fontWeight: "normal" } };
   }
 
   /* Nothing to draw (a session not started yet): "No data" and bare axes, not ticks of ¥0.01 made up by
      the scale of an empty chart. */
   function empty(option, lang) {
-    option.title = noData(lang);
+    option.title = noData();
     [option.xAxis, option.yAxis].forEach(function (axis) {
       axis.axisLabel = Object.assign({}, axis.axisLabel, { show: false });
       axis.axisTick = { show: false };
@@ -157,7 +177,7 @@
   }
 
   function minutesAxis(lang, type) {
-    return { type: type, name: TEXT[lang].minutes, nameLocation: "middle", nameGap: 28,
+    return { type: type, name: TEXT.minutes, nameLocation: "middle", nameGap: 28,
              nameTextStyle: { color: MUTED } };
   }
 
@@ -178,13 +198,13 @@
         trigger: "axis", confine: true,
         formatter: function (params) {
           if (!params.length) return "";
-          var out = esc(TEXT[lang].minute(params[0].value[0]));
+          var out = esc(minuteLabel(params[0].value[0]));
           params.forEach(function (p) { out += row(p.marker, p.seriesName, money(p.value[1], lang)); });
           return out;
         },
       },
       xAxis: minutesAxis(lang, "value"),
-      yAxis: moneyAxis(lang, TEXT[lang].sales),
+      yAxis: moneyAxis(lang, TEXT.sales),
       series: series.map(function (s) {
         return { type: "line", name: String(s.name === undefined ? "" : s.name), showSymbol: false,
                  emphasis: { focus: "series" }, lineStyle: { width: 2 },
@@ -224,13 +244,13 @@
         formatter: function (params) {
           var p = params[0];
           if (!p) return "";
-          return esc(TEXT[lang].minute(p.name)) + row(p.marker, TEXT[lang].sales, money(p.value, lang)) +
-            row("", TEXT[lang].orders, String(p.data.orders));
+          return esc(minuteLabel(p.name)) + row(p.marker, TEXT.sales, money(p.value, lang)) +
+            row("", TEXT.orders, String(p.data.orders));
         },
       },
       xAxis: minutesAxis(lang, "category"),
-      yAxis: moneyAxis(lang, TEXT[lang].perMinute),
-      series: [{ type: "bar", name: TEXT[lang].perMinute, barCategoryGap: "20%", data: data }],
+      yAxis: moneyAxis(lang, TEXT.per_minute),
+      series: [{ type: "bar", name: TEXT.per_minute, barCategoryGap: "20%", data: data }],
     };
     option.xAxis.data = minutes;
     if (!data.length) empty(option, lang);
@@ -239,8 +259,19 @@
 
   function categoryAxis(categories, el) {
     return { type: "category", data: categories, inverse: true,  // the first category on top
-             axisTick: { show: false },
+             position: rtl() ? "right" : "left", axisTick: { show: false },
              axisLabel: { width: labelWidth(el), overflow: "truncate", interval: 0 } };
+  }
+
+  /* The value axis of horizontal bars, and the grid with room for the labels at the bars' far end. */
+  function barValueAxis(lang) {
+    // hideOverlap: a narrow chart drops a tick label rather than print two on top of each other (¥25.00مىڭ is wide).
+    return { type: "value", inverse: rtl(), axisLabel: { formatter: tick(lang), hideOverlap: true } };
+  }
+
+  function barGrid() {
+    return rtl() ? { left: 72, right: 12, top: 12, bottom: 12, containLabel: true }
+                 : { left: 12, right: 72, top: 12, bottom: 12, containLabel: true };
   }
 
   /* Horizontal bars of items = [{label, amount_fen}], largest on top. */
@@ -251,15 +282,16 @@
     });
     sorted.sort(function (a, b) { return b.fen - a.fen || a.i - b.i; });
     var option = {
-      grid: { left: 12, right: 72, top: 12, bottom: 12, containLabel: true },
+      grid: barGrid(),
       tooltip: {
         trigger: "item",
-        formatter: function (p) { return esc(p.name) + row(p.marker, TEXT[lang].sales, money(p.value, lang)); },
+        formatter: function (p) { return esc(p.name) + row(p.marker, TEXT.sales, money(p.value, lang)); },
       },
-      xAxis: { type: "value", axisLabel: { formatter: tick(lang) } },
+      xAxis: barValueAxis(lang),
       yAxis: categoryAxis(sorted.map(function (s) { return s.label; }), el),
-      series: [{ type: "bar", name: TEXT[lang].sales, barMaxWidth: 28,
-                 label: { show: true, position: "right", formatter: function (p) { return money(p.value, lang); } },
+      series: [{ type: "bar", name: TEXT.sales, barMaxWidth: 28,
+                 label: { show: true, position: rtl() ? "left" : "right",
+                          formatter: function (p) { return label(money(p.value, lang)); } },
                  data: sorted.map(function (s) { return s.fen; }) }],
     };
     if (!sorted.length) empty(option, lang);
@@ -273,7 +305,7 @@
     categories = (categories || []).map(function (c) { return String(c); });
     series = series || [];
     var option = {
-      grid: { left: 12, right: 72, top: 12, bottom: 12, containLabel: true },
+      grid: barGrid(),
       legend: { show: false },
       tooltip: {
         trigger: "axis", axisPointer: { type: "shadow" }, confine: true,
@@ -284,7 +316,7 @@
           return out;
         },
       },
-      xAxis: { type: "value", axisLabel: { formatter: tick(lang) } },
+      xAxis: barValueAxis(lang),
       yAxis: categoryAxis(categories, el),
       series: series.map(function (s) {
         var values = s.values || [];

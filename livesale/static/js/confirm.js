@@ -11,6 +11,12 @@
   "use strict";
   var dialog, title, message, ok, cancel, pending = null, opener = null;
 
+  /* "OK" and "Cancel" in the page's language (#ui-text, from base.html) for a form that names neither. */
+  function word(key, fallback) {
+    var node = document.getElementById("ui-text");
+    try { return (node && JSON.parse(node.textContent)[key]) || fallback; } catch (e) { return fallback; }
+  }
+
   function build() {
     dialog = document.createElement("dialog");
     dialog.className = "confirm-dialog";
@@ -59,8 +65,8 @@
     title.textContent = form.getAttribute("data-confirm-title") || "";
     title.hidden = !title.textContent;
     message.textContent = form.getAttribute("data-confirm");
-    ok.textContent = form.getAttribute("data-confirm-ok") || "OK";
-    cancel.textContent = form.getAttribute("data-confirm-cancel") || "Cancel";
+    ok.textContent = form.getAttribute("data-confirm-ok") || word("ok", "OK");
+    cancel.textContent = form.getAttribute("data-confirm-cancel") || word("cancel", "Cancel");
     ok.disabled = false;
     dialog.returnValue = "";
     dialog.showModal();

@@ -30,9 +30,10 @@
     setText(card.querySelector('[data-field="orders"]'), p.orders.toLocaleString("en-US"));
     var goal = card.querySelector('[data-field="goal"]');
     if (goal && p.goal_fen) {
-      var text = window.LivesaleMoney.percent(p.amount_fen, p.goal_fen);  // the server's rule: half-even
+      var text = window.LivesaleMoney.percent(p.amount_fen, p.goal_fen, data.lang);  // the server's rule: half-even
       setText(goal, text);
-      card.querySelector('[data-field="bar"]').setAttribute("data-pct", String(parseFloat(text)));
+      // A Uyghur figure starts with a LEFT-TO-RIGHT MARK (money.js), which parseFloat does not skip.
+      card.querySelector('[data-field="bar"]').setAttribute("data-pct", String(parseFloat(text.replace(/^\u200e/, ""))));
       drawBar(card);
     }
     if (p.status !== card.getAttribute("data-status")) {

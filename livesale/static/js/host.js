@@ -47,11 +47,11 @@
     var reached = amount >= goal;
     $("goal-fill").style.width = (Math.min(amount, goal) * 100 / scale).toFixed(2) + "%";
     $("goal-over").style.width = (reached ? (amount - goal) * 100 / scale : 0).toFixed(2) + "%";
-    $("goal-mark").style.left = (goal * 100 / scale).toFixed(2) + "%";
+    $("goal-mark").style.insetInlineStart = (goal * 100 / scale).toFixed(2) + "%";  // from the right in Uyghur
     var tenths = Math.round(amount * 1000 / goal) / 10;
     bar.setAttribute("aria-valuenow", String(tenths));
     bar.setAttribute("aria-valuemax", String(Math.max(100, tenths)));
-    var text = M.percent(amount, goal);
+    var text = M.percent(amount, goal, lang);
     bar.setAttribute("aria-valuetext", text);
     setText($("goal-pct"), text);
     $("goal").classList.toggle("exceeded", reached);

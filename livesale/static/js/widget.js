@@ -27,7 +27,7 @@
     var fill = over ? p.goal_fen * 100 / p.amount_fen : Math.max(0, p.amount_fen) * 100 / p.goal_fen;
     $("w-fill").style.width = fill.toFixed(2) + "%";
     $("w-over").style.width = over ? (100 - fill).toFixed(2) + "%" : "0";
-    set("w-pct", window.LivesaleMoney.percent(p.amount_fen, p.goal_fen));
+    set("w-pct", window.LivesaleMoney.percent(p.amount_fen, p.goal_fen, lang));
     set("w-done", state === "exceeded" ? t.exceeded : state === "reached" ? t.reached : "");
   }
 
