@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import tables as t
+from .audience import AUDIENCE_FIELDS, FIGURE_FIELDS, audience_figures, audiences_of, divide_half_even
 from .auth import Actor
 from .errors import InvalidInput, NotFound
 from .sessions import SessionFigures, SessionInfo, Store, get_session, load_session, session_figures, session_view
@@ -30,9 +31,6 @@ KEY_FIGURES = (
 )
 
 
-def _round_div(numerator: int, denominator: int) -> int:
-    """``numerator / denominator`` rounded half up, in integers (fen stay exact)."""
-    return (2 * numerator + denominator) // (2 * denominator)
 
 
 def _pct(part: int, whole: int) -> float | None:
@@ -47,10 +45,10 @@ def key_figures(sf: SessionFigures) -> dict[str, Any]:
         "amount_fen": f.amount_fen,
         "orders": f.orders,
         "items": f.items,
-        "avg_order_fen": _round_div(f.amount_fen, f.orders) if f.orders else 0,
+        "avg_order_fen": divide_half_even(f.amount_fen, f.orders) if f.orders else 0,
         "duration_s": sf.duration_s,
         # Under a minute on air says nothing about an hour.
-        "sales_per_hour_fen": _round_div(f.amount_fen * 3600, sf.duration_s) if sf.duration_s >= 60 else None,
+        "sales_per_hour_fen": divide_half_even(f.amount_fen * 3600, sf.duration_s) if sf.duration_s >= 60 else None,
         "goal_pct": _pct(f.amount_fen, sf.info.goal_fen),
         "peak_minute": peak,
         "peak_minute_fen": f.by_minute[peak][0] if peak is not None else 0,
@@ -112,6 +110,14 @@ def compare_sessions(store: Store, *, actor: Actor, session_ids: list[int]) -> d
 
     figures = [key_figures(sf) for sf in loaded]
     first = figures[0]
+    # Audience figures on the same sales as the key figures (the figures that stand).
+    with store.db.connect() as conn:
+        audiences = audiences_of(conn, [sf.info.id for sf in loaded])
+    audience = [
+        {**audiences[sf.info.id], **audience_figures(amount_fen=sf.figures.amount_fen, orders=sf.figures.orders,
+                                                     audience=audiences[sf.info.id])}
+        for sf in loaded
+    ]
     sessions = [
         {
             "session": session_head(sf.info),
@@ -119,8 +125,12 @@ def compare_sessions(store: Store, *, actor: Actor, session_ids: list[int]) -> d
             "difference": None if i == 0 else {k: _difference(fig[k], first[k]) for k in KEY_FIGURES},
             # Which figures these are: the live count, or the platform's record once confirmed (core.final).
             "final": sf.final.view(),
+            "audience": {k: aud[k] for k in AUDIENCE_FIELDS},
+            "audience_figures": {k: aud[k] for k in FIGURE_FIELDS},
+            "audience_difference": None if i == 0 else {k: _difference(aud[k], audience[0][k])
+                                                        for k in (*AUDIENCE_FIELDS, *FIGURE_FIELDS)},
         }
-        for i, (sf, fig) in enumerate(zip(loaded, figures, strict=True))
+        for i, (sf, fig, aud) in enumerate(zip(loaded, figures, audience, strict=True))
     ]
 
     products: dict[str, dict[str, Any]] = {}

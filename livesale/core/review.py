@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from . import tables as t
+from .audience import AUDIENCE_FIELDS
 from .auth import Actor
 from .compare import KEY_FIGURES, key_figures
 from .errors import InvalidInput
@@ -33,6 +34,8 @@ from .spreadsheet import BOM, csv_line, yuan, yuan_text
 from .validation import SESSION_STATUSES
 
 SORTS = ("date", "total", "orders", "avg_order")
+#: The comparison CSV's audience rows (the average order is a key figure already).
+AUDIENCE_CSV = (*AUDIENCE_FIELDS, "orders_per_viewer", "sales_per_viewer_fen", "gpm_fen")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -250,6 +253,17 @@ def comparison_csv(comparison: dict[str, Any], *, labels: dict[str, str]) -> str
             line.append(yuan(value) if key.endswith("_fen") and value is not None else value)
             if i:
                 diff = row["difference"][key]
+                line.append(yuan(diff["abs"]) if key.endswith("_fen") and diff["abs"] is not None else diff["abs"])
+                line.append(diff["pct"])
+        lines.append(csv_line(line))
+    # Audience and conversion figures (issue 15 item 3): counts, orders per viewer as a ratio (0.0217), money in yuan.
+    for key in AUDIENCE_CSV:
+        line = [labels.get(key, key)]
+        for i, row in enumerate(sessions):
+            value = row["audience_figures"][key] if key in row["audience_figures"] else row["audience"][key]
+            line.append(yuan(value) if key.endswith("_fen") and value is not None else value)
+            if i:
+                diff = row["audience_difference"][key]
                 line.append(yuan(diff["abs"]) if key.endswith("_fen") and diff["abs"] is not None else diff["abs"])
                 line.append(diff["pct"])
         lines.append(csv_line(line))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import pytest
@@ -49,7 +50,7 @@ def expected_figures(paid: list[dict], goal_fen: int) -> dict[str, Any]:
         "amount_fen": amount,
         "orders": len(paid),
         "items": sum(o["quantity"] for o in paid),
-        "avg_order_fen": int(amount / len(paid) + 0.5),
+        "avg_order_fen": int((Decimal(amount) / len(paid)).to_integral_value(ROUND_HALF_EVEN)),
         "goal_pct": round(amount * 100 / goal_fen, 1),
     }
 
