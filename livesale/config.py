@@ -60,12 +60,20 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_WIDGET": "600 per minute",  # public widget pages, JSON and embed.js per client IP
     # Proxies in front that append to X-Forwarded-For (nginx: 1); 0 trusts no forwarded header.
     "TRUSTED_PROXIES": 0,
+    # The site's address as people open it (https://sales.example.cn): group-chat robots' messages
+    # link to the report and poster under it. Empty: messages carry no links.
+    "PUBLIC_URL": "",
+    # Group-chat robots (core/webhook_urls.py): allow http:// robot URLs, and robot URLs whose host is
+    # (or resolves to) a loopback, private or link-local address. Both off in production; tests
+    # turn them on to use a receiver on 127.0.0.1.
+    "WEBHOOK_ALLOW_HTTP": False,
+    "WEBHOOK_ALLOW_PRIVATE": False,
 }
 
 _INT_KEYS = {"MAX_CONTENT_LENGTH", "MAX_BATCH", "PAGE_SIZE_MAX", "JOIN_RATE_LIMIT", "SOCKET_MAX_MESSAGE",
              "REDIS_MAX_CONNECTIONS", "TRUSTED_PROXIES", "SOCKET_PING_INTERVAL_S", "SOCKET_PING_TIMEOUT_S"}
 _FLOAT_KEYS = {"PUSH_TICK_S", "PUSH_HEARTBEAT_S"}
-_BOOL_KEYS = {"ACCESS_LOG", "RATE_LIMIT_ENABLED"}
+_BOOL_KEYS = {"ACCESS_LOG", "RATE_LIMIT_ENABLED", "WEBHOOK_ALLOW_HTTP", "WEBHOOK_ALLOW_PRIVATE"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 ENVIRONMENTS = ("production", "development", "testing")
 #: The shortest secret production accepts: cookies and CSRF tokens are signed with it.

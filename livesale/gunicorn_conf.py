@@ -111,6 +111,9 @@ def worker_class() -> type:
             released = release_viewers()
             if released:
                 self.log.info("shutting down: closed %s viewer connection(s)", released)
+            from livesale.core import robot_sender
+
+            robot_sender.stop_all(wait=False)  # ends after its request in flight (10 s at most)
             deadline = time.monotonic() + self.cfg.graceful_timeout
             self._every(0.05, lambda: time.monotonic() < deadline and any(
                 server.pool.free_count() != server.pool.size for server in servers))
@@ -118,6 +121,7 @@ def worker_class() -> type:
                 self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
                 for server in servers:
                     server.stop(timeout=1)
+            robot_sender.stop_all(timeout_s=max(0.0, deadline - time.monotonic()))
 
         def _every(self, interval_s: float, condition: Any) -> None:
             """Sleep ``interval_s`` at a time while ``condition()``; tell the master we live once a second."""

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from livesale.models import utcnow
 
+from . import outbox
 from . import tables as t
 from .auth import Actor, require_writer
 from .db import begin_session_write, is_sqlite, write_transaction
@@ -338,6 +339,10 @@ def _commit_group(store: Store, session_id: int, group: Sequence[_OrderRequest])
                     break
         # Leaving the block commits: the orders are durable from here on.
     totals = _totals_after(store, info, lock.txid, inserted, 1)
+    if inserted:  # a goal or milestone crossed by these orders: robots are told (core.outbox)
+        after = totals["amount_fen"]
+        outbox.note_amount(store.db, info, before_fen=after - sum(r["amount_fen"] for r in inserted),
+                           after_fen=after, orders=totals["orders"], items=totals["items"])
     created_at = _iso(now)  # of every new row
     for index, request_rows in rows_of.items():
         if outcomes[index] is None:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from livesale.models import utcnow
 
+from . import outbox
 from . import tables as t
 from .auth import Actor, require_writer
 from .db import SessionLock, write_transaction
@@ -391,6 +392,8 @@ def start_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo
                 .values(status="live", started_at=utcnow())
             )
             info = load_session(conn, session_id=session_id)
+            outbox.record_started(conn, info)  # robots are told: in this transaction
+    outbox.wakeup.notify()
     live_totals(store, session_id=session_id)  # have Redis ready before the first order
     return info
 
@@ -446,6 +449,9 @@ def end_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
             )
         )
         info = load_session(conn, session_id=session_id)
+        outbox.record_ended(conn, info, amount_fen=figures.amount_fen, orders=figures.orders, items=figures.items,
+                            duration_s=int((now - ended[0]).total_seconds()))  # robots are told: in this transaction
+    outbox.wakeup.notify()
     store.totals.discard(session_id=session_id)
     try:
         store.totals.mark_changed(session_id=session_id)  # viewers get the final figures

@@ -27,8 +27,10 @@ from . import (
     names,
     observe,
     pages,
+    poster,
     reconcile,
     review,
+    robots,
     static,
     widget,
 )
@@ -64,7 +66,8 @@ def page_csp() -> str:
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self'",
-        "img-src 'self' data:",
+        # blob: the 战报 poster's PNG, drawn in the page and shown for a long press (static/js/poster.js).
+        "img-src 'self' data: blob:",
         "font-src 'self'",
         f"connect-src 'self'{sockets}",
         "worker-src 'self'",
@@ -89,6 +92,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(review.bp)
+    app.register_blueprint(poster.bp)
     app.register_blueprint(manage.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(widget.bp)
@@ -100,6 +104,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(hooks.pages_bp)
     reconcile.init_app(app)
     imports.init_app(app)
+    robots.init_app(app)
     home.init_app(app)
 
     @app.get("/livez")

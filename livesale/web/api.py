@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from livesale import json_codec, metrics
+from livesale.core import audience as audience_service
 from livesale.core import compare as compare_service
 from livesale.core import orders as order_service
 from livesale.core import sessions as session_service
@@ -159,8 +160,10 @@ def list_sessions() -> Response:
 @api_auth
 @_session_in_range
 def get_session(session_id: int) -> Response:
+    """A session, with its audience figures and the conversion figures on the sales its report shows."""
     info = session_service.get_session(backend.store, actor=g.actor, session_id=session_id)
-    return jsonify(session_service.session_view(info))
+    return jsonify({**session_service.session_view(info),
+                    **audience_service.session_audience(backend.store, info=info)})
 
 
 @bp.patch("/sessions/<int:session_id>")
@@ -257,7 +260,24 @@ def totals(session_id: int) -> Response:
 def results(session_id: int) -> Response:
     """The results persisted when the session ended."""
     info = session_service.get_session(backend.store, actor=g.actor, session_id=session_id)
-    return jsonify(session_service.session_results(backend.store, info=info))
+    view = session_service.session_results(backend.store, info=info)
+    # The conversion figures on the very amount and orders these results give (the figures that stand).
+    view.update(audience_service.session_audience(backend.store, info=info,
+                                                  sales=(view["amount_fen"], view["orders"])))
+    return jsonify(view)
+
+
+@bp.patch("/sessions/<int:session_id>/audience")
+@api_auth
+@_session_in_range
+def update_audience(session_id: int) -> Response:
+    """Give, correct or clear (``null``) the session's audience figures; fields not sent stay."""
+    # Who and which session first (403, 404), then the body (422): as every other operation.
+    session_service.get_manageable(backend.store, actor=g.actor, session_id=session_id)
+    stored = audience_service.set_audience(backend.store, actor=g.actor, session_id=session_id, body=json_body())
+    info = session_service.get_session(backend.store, actor=g.actor, session_id=session_id)
+    amount_fen, orders = audience_service.sales_of(backend.store, info=info)
+    return jsonify(audience_service.audience_view(stored, amount_fen=amount_fen, orders=orders))
 
 
 

@@ -16,6 +16,7 @@ import copy
 from typing import Any
 
 from livesale.config import DEFAULTS
+from livesale.core import audience, robots
 from livesale.core import validation as v
 from livesale.core.compare import HEAD_FIELDS
 
@@ -1215,6 +1216,104 @@ def add_reconciliation(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+# --- audience figures (issue 15 item 3) ----------------------------------------------------------------
+
+AUDIENCE_NAMES = {
+    "viewers": "Views of the stream (场观).",
+    "peak_viewers": "Peak concurrent viewers (峰值在线, PCU).",
+    "new_followers": "New followers (新增粉丝).",
+    "likes": "Likes (点赞).",
+    "comments": "Comments (评论).",
+}
+
+
+def _audience() -> Schema:
+    return response_object(
+        {name: nullable(integer(0, audience.MAX_AUDIENCE, description=f"{text_} null: not given."))
+         for name, text_ in AUDIENCE_NAMES.items()},
+        description="The platform's audience figures of the session, as its host gave them.",
+    )
+
+
+def _audience_figures() -> Schema:
+    money = nullable(FEN)
+    return response_object(
+        {
+            "orders_per_viewer": {"type": ["number", "null"], "minimum": 0,
+                                  "description": "Orders ÷ viewers (看播转化率), a ratio rounded half-even to 4 "
+                                  "decimals (0.0217 is 2.17 %); null without viewers or with 0."},
+            "sales_per_viewer_fen": {**money, "description": "Amount ÷ viewers (UV价值) in fen, rounded half-even; "
+                                     "null without viewers or with 0."},
+            "gpm_fen": {**money, "description": "Amount × 1000 ÷ viewers (GPM) in fen, rounded half-even; null "
+                        "without viewers or with 0."},
+            "average_order_fen": {**money, "description": "Amount ÷ orders (客单价) in fen, rounded half-even; "
+                                  "null without orders."},
+        },
+        description="Conversion figures on the sales the session's report shows: paid orders only; live: as of "
+        "now; ended: the figures that stand (the platform's record once confirmed as final).",
+    )
+
+
+def _audience_update() -> Schema:
+    return obj(
+        {name: nullable(int_input(0, audience.MAX_AUDIENCE, description=f"{text_} null clears it."))
+         for name, text_ in AUDIENCE_NAMES.items()},
+        description="Each field optional: those sent change, the others stay; null clears one. Unknown fields, "
+        "booleans, fractions, strings and negatives are refused (422 naming the field); nothing is stored then.",
+    )
+
+
+def audience_paths() -> dict[str, Any]:
+    return {
+        f"{API}/sessions/{{session_id}}/audience": {
+            "parameters": [SESSION_ID],
+            "patch": operation(
+                "updateAudience",
+                "Give, correct or clear the session's audience figures",
+                "sessions",
+                responses({200: response("The stored audience figures and the conversion figures.",
+                                         ref("SessionAudience"))},
+                          400, 401, 403, 404, 409, 413, 422),
+                body=ref("AudienceUpdate"),
+                body_examples={"from the data screen": {"value": {"viewers": 56789, "peak_viewers": 3120,
+                                                                  "new_followers": 845, "likes": 120345,
+                                                                  "comments": 4321}}},
+                description="Only the session's owner (or an admin); officials 403. While the session is live or "
+                "after it has ended (a scheduled one: 409 session_not_live). One transaction: an invalid body "
+                "stores nothing.",
+            ),
+        },
+    }
+
+
+def add_audience(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with the audience figures: their path, and ``audience`` / ``audience_figures`` in a
+    session (GET), its results and each session of a comparison."""
+    document["paths"].update(audience_paths())
+    schemas = document["components"]["schemas"]
+    schemas["Audience"] = _audience()
+    schemas["AudienceFigures"] = _audience_figures()
+    schemas["AudienceUpdate"] = _audience_update()
+    both = {"audience": ref("Audience"), "audience_figures": ref("AudienceFigures")}
+    schemas["SessionAudience"] = response_object(both)
+    schemas["SessionDetail"] = response_object({**schemas["Session"]["properties"], **both},
+                                               description="A session with its audience and conversion figures.")
+    document["paths"][f"{API}/sessions/{{session_id}}"]["get"]["responses"]["200"] = response(
+        "The session, with its audience and conversion figures.", ref("SessionDetail"))
+    for target in (schemas["Results"], schemas["Comparison"]["properties"]["sessions"]["items"]):
+        target["properties"].update(both)
+        target["required"].extend(both)
+    row = schemas["Comparison"]["properties"]["sessions"]["items"]
+    row["properties"]["audience_difference"] = {
+        "oneOf": [{"type": "null"}, response_object({k: ref("Difference") for k in (
+            *audience.AUDIENCE_FIELDS, *audience.FIGURE_FIELDS)})],
+        "description": "Against the first session (null for the first); orders_per_viewer has none "
+        "(abs and pct null).",
+    }
+    row["required"].append("audience_difference")
+    return document
+
+
 # --- imports of the platforms' order exports (issue 14 item 1) ----------------------------------------
 
 IMPORT_PLATFORMS = ("douyin", "kuaishou", "channels", "taobao", "generic")
@@ -1297,8 +1396,152 @@ def import_paths() -> dict[str, Any]:
     }
 
 
+# --- group-chat robots (issue 15 item 4) ---------------------------------------------------------------
+
+ROBOT_ID = path_param("robot_id", integer(1, MAX_ID), "The robot's id (as its list gives it).")
+ROBOT_CODES = (
+    "422 codes: kind_missing, kind_unknown, url_missing, url_too_long, url_invalid, url_not_https, url_credentials, "
+    "url_private, url_unresolvable, url_shape (not the kind's webhook address), url_other_kind (another kind's), "
+    "url_signed (a DingTalk address with timestamp and sign), secret_not_for_wecom, secret_invalid, scope_unknown, "
+    "scope_missing, lang_unknown, lang_missing, no_village; 403 village_admin_only; 409 robot_exists, "
+    "too_many_robots."
+)
+
+
+def _robot_inputs() -> dict[str, Schema]:
+    common: dict[str, Schema] = {
+        "url": string(minLength=1, maxLength=2000, description="The group robot's webhook address, as its settings "
+                      "show it (spaces around it are dropped): " + "; ".join(robots.EXAMPLES.values()) + ". "
+                      "https only and never a private address, unless the server allows them "
+                      "(LIVESALE_WEBHOOK_ALLOW_HTTP, LIVESALE_WEBHOOK_ALLOW_PRIVATE: a local receiver in tests); "
+                      "such an address is taken without the kind's shape."),
+        "scope": string(enum=list(robots.SCOPES), default="session", description="session: told about this session; "
+                        "village: a default of the session's village, told about every session there (admins only)."),
+        "lang": string(enum=list(robots.LANGS), default="zh", description="The language of its messages."),
+    }
+    secret = string(pattern=f"^[\\x21-\\x7e]{{1,{robots.SECRET_MAX}}}$",
+                     description="The signing secret (加签), if the robot has signing on; kept, never shown again.")
+    return {
+        "WeComRobotInput": obj({"kind": string(enum=["wecom"]), **common,
+                                "secret": {"type": "null", "description": "WeCom robots have no secret."}},
+                               required=("kind", "url"), description="A WeCom (企业微信) group robot."),
+        "SignedRobotInput": obj({"kind": string(enum=["dingtalk", "feishu"]), **common, "secret": nullable(secret)},
+                                required=("kind", "url"), description="A DingTalk or Feishu/Lark group robot, with "
+                                "its signing secret or without one."),
+    }
+
+
+def _robot() -> Schema:
+    return response_object(
+        {
+            "id": integer(1, MAX_ID),
+            "kind": string(enum=list(robots.KINDS)),
+            "url": string(description="Masked: each key shown as its first and last two characters "
+                          "(…?access_token=ab…f9)."),
+            "has_secret": {"type": "boolean", "description": "Whether it signs its messages (the secret is never "
+                           "shown)."},
+            "scope": string(enum=list(robots.SCOPES)),
+            "village": nullable(string(description="The village a default is for; null for a session's robot.")),
+            "lang": string(enum=list(robots.LANGS)),
+            "created_by": nullable(string()),
+            "created_at": TIMESTAMP,
+        },
+        description="A robot as anyone who reads the session sees it: masked, without its secret.",
+    )
+
+
+def _delivery() -> Schema:
+    return response_object(
+        {
+            "id": integer(1),
+            "event": response_object({"key": string(description="started, goal, milestone:<fen> or ended."),
+                                       "created_at": TIMESTAMP}),
+            "robot": response_object({"id": integer(1), "kind": string(enum=list(robots.KINDS)),
+                                      "url": string(description="Masked."), "scope": string(enum=list(robots.SCOPES)),
+                                      "deleted": {"type": "boolean"}}),
+            "status": string(enum=list(robots.DELIVERY_STATUSES), description="pending (not tried yet), retrying, "
+                             "sent (the receiver took it), failed (given up, or the robot was deleted)."),
+            "attempts": integer(0),
+            "last_attempt_at": nullable(TIMESTAMP),
+            "next_attempt_at": nullable({**TIMESTAMP, "description": "While pending or retrying."}),
+            "sent_at": nullable(TIMESTAMP),
+            "response_status": nullable(integer(description="The receiver's HTTP status.")),
+            "response_body": string(description="The start of the receiver's answer (500 characters at most)."),
+            "error": string(description="Why nothing was delivered, when that is known (timeouts, refused "
+                            "connections, a deleted robot)."),
+        },
+        description="One event told (or being told) to one robot.",
+    )
+
+
+def robot_paths() -> dict[str, Any]:
+    listed = response_object({"robots": {"type": "array", "items": ref("Robot")}})
+    log = response_object({"deliveries": {"type": "array", "items": ref("RobotDelivery")}})
+    limit = query_param("limit", integer(1, robots.MAX_LOG, default=100), "How many deliveries, newest first.")
+    return {
+        f"{API}/sessions/{{session_id}}/notifications": {
+            "parameters": [SESSION_ID],
+            "post": operation(
+                "addRobot",
+                "Tell a group chat about the session: add a WeCom, DingTalk or Feishu robot",
+                "notifications",
+                responses({201: response("The robot, as listed.", ref("Robot"))}, 400, 401, 403, 404, 409, 413, 422),
+                body={"oneOf": [ref("WeComRobotInput"), ref("SignedRobotInput")]},
+                body_examples={"dingtalk": {"value": {"kind": "dingtalk", "url": "https://oapi.dingtalk.com/robot/"
+                                                      "send?access_token=…", "secret": "SEC…", "lang": "zh"}}},
+                description="The session's owner (or an admin); officials 403. A village default (scope village) "
+                "is told about every session of the village, other hosts' too: admins only (403). The robot then "
+                "gets a message when the session starts, passes its goal and each milestone, and ends. The address "
+                "is checked when added (its kind's shape, https, a public address after DNS), stored as given and "
+                f"only ever shown masked. Refusals name their field and store nothing. {ROBOT_CODES}",
+            ),
+            "get": operation(
+                "listRobots",
+                "The robots told about the session (masked)",
+                "notifications",
+                responses({200: response("The session's own robots, then its village's defaults.", listed)},
+                          401, 403, 404),
+                description="Whoever may read the session (officials too): addresses masked, secrets never shown.",
+            ),
+        },
+        f"{API}/sessions/{{session_id}}/notifications/{{robot_id}}": {
+            "parameters": [SESSION_ID, ROBOT_ID],
+            "delete": operation(
+                "deleteRobot",
+                "Stop telling a robot",
+                "notifications",
+                responses({204: {"description": "Deleted: it is told nothing more; what it was not yet sent is "
+                                 "marked failed. Its deliveries stay in the log."}}, 401, 403, 404),
+                description="The session's owner (or an admin); a village default: admins only.",
+            ),
+        },
+        f"{API}/sessions/{{session_id}}/notifications/deliveries": {
+            "parameters": [SESSION_ID],
+            "get": operation(
+                "listRobotDeliveries",
+                "The delivery log: what each robot was told and how it answered",
+                "notifications",
+                responses({200: response("Newest event first, then by robot.", log)}, 401, 403, 404, 422),
+                parameters=[limit],
+                description="Whoever may read the session (officials too).",
+            ),
+        },
+    }
+
+
+def add_robots(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with the group-chat robots' paths and schemas."""
+    document["paths"].update(robot_paths())
+    schemas = document["components"]["schemas"]
+    schemas.update(_robot_inputs())
+    schemas["Robot"] = _robot()
+    schemas["RobotDelivery"] = _delivery()
+    document["tags"].append({"name": "notifications"})
+    return document
+
+
 def build_document() -> dict[str, Any]:
-    return add_reconciliation(add_signed_pushes({
+    return add_robots(add_audience(add_reconciliation(add_signed_pushes({
         "openapi": "3.1.0",
         "info": {
             "title": "livesale",
@@ -1318,7 +1561,7 @@ def build_document() -> dict[str, Any]:
         ],
         "paths": {**paths(), **import_paths()},
         "components": components(),
-    }))
+    }))))
 
 
 _DOCUMENT: dict[str, Any] | None = None

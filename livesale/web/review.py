@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import session as cookie_session  # the Flask cookie session (not a sale session)
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -20,17 +21,18 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, TextAreaField
 from wtforms.validators import Length, NumberRange, Optional
 
+from livesale.core import audience as audience_service
 from livesale.core import compare as compare_service
 from livesale.core import orders as order_service
 from livesale.core import review as review_service
 from livesale.core import sessions as session_service
 from livesale.core import widget as widget_service
-from livesale.core.errors import DomainError, Forbidden, InvalidInput, NotFound
+from livesale.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from livesale.core.sessions import SessionInfo, peak_minute_products, session_figures
-from livesale.core.validation import SESSION_STATUSES
+from livesale.core.validation import SESSION_STATUSES, InvalidFields
 from livesale.extensions import backend
 
-from .i18n import local_time
+from .i18n import lang, local_time
 from .login import current_actor
 from .pages import session_for
 from .widget import revoke_viewers
@@ -171,10 +173,12 @@ def _widget_panel(info: SessionInfo) -> dict[str, Any] | None:
     form = WidgetForm(data={"enabled": info.widget_enabled, "origins": "\n".join(info.widget_origins.split()),
                             "milestone_yuan": info.widget_milestone_fen // 100})
     base = request.host_url.rstrip("/")
+    language = lang()  # the code a host copies gives a widget in the language they read the page in
     return {
         "form": form,
-        "embed": f'<script src="{base}/embed.js" data-widget="{info.widget_key}" data-theme="light" async></script>',
-        "overlay": f"{base}/widget/{info.widget_key}?theme=transparent&show=total,goal,orders",
+        "embed": f'<script src="{base}/embed.js" data-widget="{info.widget_key}" data-theme="light" '
+                 f'data-lang="{language}" async></script>',
+        "overlay": f"{base}/widget/{info.widget_key}?theme=transparent&show=total,goal,orders&lang={language}",
         "preview": url_for("widget.widget_page", key=info.widget_key),
     }
 
@@ -236,6 +240,80 @@ def lifecycle(session_id: int, step: str) -> ResponseReturnValue:
     except DomainError as exc:
         flash(exc.message, "error")
     return _back_to_report(info)
+
+
+# --- audience figures (issue 15 item 3): the report's section and its form --------------------------
+
+#: Where a refused audience form keeps its boxes and their errors across the 303 back to the report.
+_AUDIENCE_FORM = "audience_form"
+
+
+@bp.app_template_global("audience_labels")
+def _audience_labels() -> dict[str, str]:
+    return {
+        "viewers": _("Viewers"), "peak_viewers": _("Peak viewers"), "new_followers": _("New followers"),
+        "likes": _("Likes"), "comments": _("Comments"), "orders_per_viewer": _("Orders per viewer"),
+        "sales_per_viewer_fen": _("Sales per viewer"), "gpm_fen": _("GPM (sales per 1,000 viewers)"),
+        "average_order_fen": _("Average order"),
+    }
+
+
+def _audience_message(message: str) -> str:
+    """The core's (English) refusal of a box, in the page's language."""
+    if message.startswith("must not be negative"):
+        return _("Cannot be negative")
+    if message.startswith("must be at most"):
+        return _("At most %(n)s", n=f"{audience_service.MAX_AUDIENCE:,}")
+    return _("Enter a whole number")
+
+
+@bp.app_template_global()
+def audience_panel(info: SessionInfo, figures: dict[str, Any]) -> dict[str, Any] | None:
+    """The report's audience section (``review/_audience.html``): the audience and conversion figures on the
+    report's own sales (``figures``, its key figures), and the form for the session's host or an admin.
+    Nothing before the session has started: it has had no audience yet."""
+    if info.status == "scheduled":
+        return None
+    actor = current_actor()
+    with backend.store.db.connect() as conn:
+        audience = audience_service.load_audience(conn, session_id=info.id)
+    amount_fen, orders = figures["amount_fen"] or 0, figures["orders"] or 0
+    can_edit = actor is not None and actor.can_manage(info.owner_id)
+    values = {name: "" if value is None else str(value) for name, value in audience.items()}
+    errors: dict[str, str] = {}
+    kept = cookie_session.get(_AUDIENCE_FORM)
+    if can_edit and isinstance(kept, dict) and kept.get("session") == info.id:
+        cookie_session.pop(_AUDIENCE_FORM)
+        values.update(kept.get("values", {}))
+        errors = {field: _audience_message(message) for field, message in kept.get("errors", {}).items()}
+    return {
+        "audience": audience, "orders": orders, "can_edit": can_edit, "typed": values, "errors": errors,
+        "figures": audience_service.audience_figures(amount_fen=amount_fen, orders=orders, audience=audience),
+        "labels": _audience_labels(), "fields": audience_service.AUDIENCE_FIELDS,
+    }
+
+
+@bp.post("/sessions/<int:session_id>/audience")
+@login_required
+def audience_form(session_id: int) -> ResponseReturnValue:
+    """The host (or an admin) types in the platform's audience figures: the same parse and service as
+    ``PATCH /api/v1/sessions/<id>/audience``; an empty box clears its figure; a refused box is shown
+    next to itself (nothing is stored then)."""
+    info, actor = _owner_post(session_id)
+    raw = {name: request.form[name][:100] for name in audience_service.AUDIENCE_FIELDS if name in request.form}
+    body = audience_service.from_form(raw)
+    try:
+        audience_service.parse_audience(body, all_errors=True)  # every wrong box at once, for the form
+        audience_service.set_audience(backend.store, actor=actor, session_id=info.id, body=body)
+    except InvalidInput as exc:
+        refused = exc.errors if isinstance(exc, InvalidFields) else [exc]
+        cookie_session[_AUDIENCE_FORM] = {"session": info.id, "values": raw,
+                                          "errors": {e.field: e.message for e in refused if e.field}}
+    except Conflict:
+        flash(_("Audience figures can be given once the session has started."), "error")
+    else:
+        flash(_("Audience figures saved"), "ok")
+    return redirect(url_for("review.report", session_id=info.id) + "#audience", code=303)
 
 
 @bp.get("/sessions/<int:session_id>/orders.csv")
@@ -313,7 +391,8 @@ def compare() -> ResponseReturnValue:
 @login_required
 def compare_csv() -> ResponseReturnValue:
     ids, comparison = _comparison()
-    labels = {**_figure_labels(), "figure": _("Figure"), "difference": _("difference"), "percent": _("%"),
+    labels = {**_figure_labels(), **_audience_labels(),
+              "figure": _("Figure"), "difference": _("difference"), "percent": _("%"),
               "final": _("Figures"), "final_live": _("Live count"), "final_platform": _("Platform figures")}
     body = review_service.comparison_csv(comparison, labels=labels)
     return _csv(body, f"livesale-compare-{'-'.join(map(str, ids))}.csv")

@@ -16,7 +16,7 @@ from tests.conftest import Users
 
 PASSWORD = "correct horse battery"
 SIZES = [(390, 844), (1366, 768), (1920, 1080)]
-LANGS = {"zh": "zh-CN", "en": "en-US"}
+LANGS = {"zh": "zh-CN", "ug": "ug", "en": "en-US"}  # the browser's language; ug is right to left
 
 PRODUCTS = [
     {"sku": "APRICOT-5KG", "name": "疏附县小白杏 鲜果 2.5公斤装（当天现摘现发）", "unit": "2.5 kg box",
@@ -46,6 +46,7 @@ class Site:
     live: int
     scheduled: int
     widget_key: str
+    robots: int = 0  # an ended session with two group-chat robots and deliveries of each status
 
     def pages(self) -> list[tuple[str, str]]:
         """(name, path) of every page an admin opens."""
@@ -71,6 +72,9 @@ class Site:
             ("error-400", "/compare.csv?ids=1"),
             ("compare-wrong-ids", "/compare?ids=1"),
             ("reconcile", f"/sessions/{self.big}/reconciliation"),
+            ("report-robots", f"/sessions/{self.robots}#robots"),
+            ("poster", f"/sessions/{self.big}/poster"),
+            ("poster-live", f"/sessions/{self.live}/poster"),
         ]
 
 
@@ -126,6 +130,75 @@ def _platform_lines(app: Any, sid: int, *, lines: int, seed: int) -> None:
         conn.execute(sa.insert(t.platform_lines), rows)
 
 
+#: Two group-chat robots as their apps show their addresses (never called: sending is the sender's, and
+#: their deliveries below wait until tomorrow or are done).
+ROBOTS = [("dingtalk", "https://oapi.dingtalk.com/robot/send?access_token=" + "5f3c9a1e7b2d4c6f" * 4,
+           "SEC" + "8b1f2e7d3c4a5b6e" * 4, "zh"),
+          ("wecom", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=4a7e1c2b-9d3f-4e6a-8b5c-0f1e2d3c4b5a",
+           None, "ug")]
+
+
+def add_robots(app: Any, sid: int) -> list[int]:
+    """The session's robots and what they were told, as the sender records it: sent, retrying, failed
+    (timed out; refused by the robot's app), pending. Waiting ones are due tomorrow, so a running
+    sender leaves them as they are."""
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from livesale.core import robots as robot_service
+    from livesale.core import tables as t
+    from livesale.core.db import write_transaction
+    from livesale.extensions import backend
+    from tests.ledger import host_actor
+
+    store = backend.store_of(app)
+    ids = [robot_service.add_robot(store, actor=host_actor(store.db), session_id=sid, allow_http=False,
+                                   allow_private=True, data=robot_service.parse_robot(
+                                       {"kind": kind, "url": url, "secret": secret, "lang": lang}
+                                       if secret else {"kind": kind, "url": url, "lang": lang})).id
+           for kind, url, secret, lang in ROBOTS]
+    ding, wecom = ids
+    ok = '{"errcode":0,"errmsg":"ok"}'
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    e, d = t.outbox_events, t.robot_deliveries
+    with write_transaction(store.db) as conn:
+        start = conn.execute(sa.select(t.live_sessions.c.started_at).where(t.live_sessions.c.id == sid)).scalar_one()
+
+        def event(key: str, minutes: int) -> int:
+            found = conn.execute(sa.select(e.c.id).where(e.c.session_id == sid, e.c.key == key)).scalar()
+            if found is not None:
+                return int(found)
+            return int(conn.execute(sa.insert(e).values(session_id=sid, key=key, payload={},
+                                                        created_at=start + timedelta(minutes=minutes))
+                                    .returning(e.c.id)).scalar_one())
+
+        def at(minutes: float) -> datetime:
+            return start + timedelta(minutes=minutes)
+
+        started, milestone, goal, ended = (event("started", 0), event("milestone:1000000", 21),
+                                           event("milestone:2000000", 58), event("ended", 95))
+        rows = [
+            (started, ding, "sent", 1, at(0.1), None, 200, ok, ""),
+            (started, wecom, "sent", 1, at(0.1), None, 200, ok, ""),
+            (milestone, ding, "sent", 2, at(21.5), None, 200, ok, ""),
+            (milestone, wecom, "retrying", 3, at(24), tomorrow, 502,
+             "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
+             "<hr><center>nginx</center></body></html>", ""),
+            (goal, ding, "failed", 12, at(70), None, None, "", "timed out: no complete answer within 10 s"),
+            (goal, wecom, "sent", 1, at(58.1), None, 200, ok, ""),
+            (ended, ding, "pending", 0, None, tomorrow, None, "", ""),
+            (ended, wecom, "failed", 9, at(110), None, 200,
+             '{"errcode":93000,"errmsg":"invalid webhook url, hint: [1781234567_12_3f2a], from ip: 203.0.113.7"}', ""),
+        ]
+        conn.execute(sa.insert(d), [
+            {"event_id": ev, "robot_id": robot, "session_id": sid, "status": status, "attempts": attempts,
+             "last_attempt_at": last, "next_attempt_at": next_at or (last or start), "response_status": code,
+             "response_body": body, "error": error, "sent_at": last if status == "sent" else None}
+            for ev, robot, status, attempts, last, next_at, code, body, error in rows])
+    return ids
+
+
 def build_site(users: Users) -> Site:
     host = users.api("host")
     users.token("admin")
@@ -140,7 +213,21 @@ def build_site(users: Users) -> Site:
     confirmed = users.api("official").post(f"/api/v1/sessions/{ended[1]}/final",
                                            json={"source": "platform", "reason": "次日抖店导出已核对"})
     assert confirmed.status_code == 200, confirmed.json
-    return Site(ended=ended, big=ended[0], big_orders=counts[0], live=live, scheduled=scheduled, widget_key=key)
+    # Audience figures as hosts type them from the platform's data screen (issue 15): most sessions have
+    # them, one has viewers only, the last ones none (the report and the comparison show "—" there).
+    for sid, audience in [
+        (ended[0], {"viewers": 56_789, "peak_viewers": 3_120, "new_followers": 845, "likes": 1_203_456,
+                    "comments": 4_321}),
+        (ended[1], {"viewers": 38_450, "peak_viewers": 2_210, "new_followers": 512, "likes": 486_000,
+                    "comments": 2_980}),
+        (ended[2], {"viewers": 12_007}),
+        (live, {"viewers": 23_456, "peak_viewers": 1_870, "likes": 96_500}),
+    ]:
+        given = host.patch(f"/api/v1/sessions/{sid}/audience", json=audience)
+        assert given.status_code == 200, given.json
+    add_robots(users.app, ended[2])
+    return Site(ended=ended, big=ended[0], big_orders=counts[0], live=live, scheduled=scheduled, widget_key=key,
+                robots=ended[2])
 
 
 def log_in(page: Any, base: str, name: str) -> None:
@@ -176,7 +263,9 @@ def every_page(browser: Any, base: str, site: Site, *, sizes: list[tuple[int, in
                 visit(page, "login", lang, size)
                 log_in(page, base, "admin")
                 for name, path in site.pages():
-                    open_page(page, base + path)
+                    # The widget takes its language from its address (partners' pages), not the browser's.
+                    url = base + path + (("&" if "?" in path else "?") + f"lang={lang}" if name == "widget" else "")
+                    open_page(page, url)
                     visit(page, name, lang, size)
                 context.clear_cookies()
                 log_in(page, base, "official")

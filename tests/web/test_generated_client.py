@@ -57,6 +57,8 @@ def generate(url: str, into: Path) -> str:
 @pytest.fixture
 def generated(server_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """``(server, import_module)``: a running server and the client generated from its document."""
+    # Robots' addresses are checked without DNS (none in tests): private addresses allowed.
+    monkeypatch.setenv("LIVESALE_WEBHOOK_ALLOW_PRIVATE", "1")
     server = server_factory()
     output = generate(f"{server.url}/api/v1/openapi.json", tmp_path)
     assert "Warning" not in output and "Traceback" not in output, output
@@ -78,13 +80,14 @@ def test_generated_client_drives_a_session(generated: Any, users: Users) -> None
     # One module per operation, grouped by the document's tags.
     operations = {
         "sessions": ["create_session", "start_session", "get_session", "list_sessions", "update_session",
-                     "update_widget", "rotate_widget_key", "end_session", "delete_session"],
+                     "update_widget", "rotate_widget_key", "end_session", "delete_session", "update_audience"],
         "orders": ["record_orders", "list_orders", "refund_order"],
         "totals": ["get_totals", "get_results", "compare_sessions", "get_reconciliation", "set_final_figures",
                    "revert_final_figures"],
         "imports": ["import_export"],
         "hooks": ["create_hook", "list_hooks", "rotate_hook", "delete_hook", "push_orders"],
         "meta": ["health", "live", "openapi"],
+        "notifications": ["add_robot", "list_robots", "delete_robot", "list_robot_deliveries"],
     }
     described = {
         (op["tags"][0], re.sub(r"(?<!^)(?=[A-Z])", "_", op["operationId"]).lower())
@@ -93,7 +96,8 @@ def test_generated_client_drives_a_session(generated: Any, users: Users) -> None
     assert described == {(tag, name) for tag, names in operations.items() for name in names}  # every operation, no other
     for tag, name in described:
         module(f"api.{tag}.{name}")
-    sessions, orders_api, totals_api, _imports, hooks, meta = (module(f"api.{tag}") for tag in operations)
+    sessions, orders_api, totals_api, _imports, hooks, meta, notifications = (
+        module(f"api.{tag}") for tag in operations)
     m = module("models")
     types = module("types")
 
@@ -200,6 +204,18 @@ def test_generated_client_drives_a_session(generated: Any, users: Users) -> None
         assert widget.widget_origins == ["https://live.example.cn"]
         assert sessions.rotate_widget_key.sync(sid, client=client).widget_key != widget.widget_key
 
+        # Audience figures (issue 15): given, one cleared with null; the session and its results carry them.
+        # 30,460 fen in 2 orders before 1,000 viewers: GPM 30,460; 30.46 → 30 fen a viewer; 0.002 orders a viewer.
+        given = sessions.update_audience.sync(sid, client=client,
+                                              body=m.AudienceUpdate(viewers=1_000, likes=500, comments=None))
+        assert (given.audience.viewers, given.audience.likes, given.audience.comments) == (1_000, 500, None)
+        assert sessions.update_audience.sync(sid, client=client, body=m.AudienceUpdate(likes=None)).audience.likes is None
+        detail = sessions.get_session.sync(sid, client=client)
+        assert isinstance(detail, m.SessionDetail) and detail.audience.viewers == 1_000
+        assert (detail.audience_figures.gpm_fen, detail.audience_figures.sales_per_viewer_fen,
+                detail.audience_figures.orders_per_viewer, detail.audience_figures.average_order_fen) == (
+            30_460, 30, 0.002, 15_230)
+
         # End, then the results.
         ended = sessions.end_session.sync(sid, client=client)
         assert ended.status == m.SessionStatus.ENDED and ended.ended_at is not None
@@ -209,6 +225,7 @@ def test_generated_client_drives_a_session(generated: Any, users: Users) -> None
             30460, 2, 1, 6980)
         assert sum(minute.amount_fen for minute in results.timeline) == 30460
         assert results.ended_at == ended.ended_at
+        assert results.audience.viewers == 1_000 and results.audience_figures.gpm_fen == 30_460
 
         # Beside the platforms' record (none imported): reconciliation, then an official keeps the live count.
         rec = totals_api.get_reconciliation.sync(sid, client=client)
@@ -231,6 +248,20 @@ def test_generated_client_drives_a_session(generated: Any, users: Users) -> None
         assert [h.hook_id for h in listed_hooks] == [hook.hook_id] and "secret" not in listed_hooks[0].to_dict()
         assert hooks.rotate_hook.sync_detailed(sid, hook.hook_id, client=client).status_code == 200
         assert hooks.delete_hook.sync_detailed(sid, hook.hook_id, client=client).status_code == 204
+
+        # A group chat told about the session: a WeCom robot added (shown masked), listed, its log read, deleted.
+        key = "0b0b0b0b-1c1c-4d4d-8e8e-9f9f9f9f9f9f"
+        body = m.WeComRobotInput(kind=m.WeComRobotInputKind.WECOM,
+                                 url=f"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={key}")
+        robot = notifications.add_robot.sync(sid, client=client, body=body)
+        assert isinstance(robot, m.Robot) and robot.url.endswith("key=0b…9f") and key not in robot.url
+        assert (robot.kind, robot.has_secret, robot.scope) == (m.RobotKind.WECOM, False, m.RobotScope.SESSION)
+        assert [r.id for r in notifications.list_robots.sync(sid, client=client).robots] == [robot.id]
+        assert notifications.list_robot_deliveries.sync(sid, client=client, limit=10).deliveries == []
+        r = notifications.add_robot.sync_detailed(sid, client=client, body=m.SignedRobotInput(
+            kind=m.SignedRobotInputKind.DINGTALK, url="https://example.com/robot/send?access_token=x"))
+        assert r.status_code == 422 and (r.parsed.error.field, r.parsed.error.code) == ("url", "url_shape")
+        assert notifications.delete_robot.sync_detailed(sid, robot.id, client=client).status_code == 204
 
         # Compare it with a second session, live with one order.
         other = sessions.create_session.sync(client=client, body=m.SessionCreate(title="第二场", products=products))

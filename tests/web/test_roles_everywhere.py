@@ -30,6 +30,7 @@ import pytest
 from livesale.core import auth, validation
 from livesale.core import hooks as hook_service
 from livesale.core import orders as order_service
+from livesale.core import robots as robot_service
 from livesale.core import sessions as session_service
 from livesale.core.db import write_transaction
 from livesale.extensions import backend
@@ -204,6 +205,28 @@ def export_upload(prefix: str, status: str, tail: str = "/imports") -> Build:
     return build
 
 
+#: A real WeCom robot's address (never called: adding one only checks it; private addresses allowed, so no DNS).
+ROBOT_URL = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=0b0b0b0b-1c1c-4d4d-8e8e-9f9f9f9f9f9f"
+
+
+def robot_of(w: World, session: dict[str, Any]) -> int:
+    """A robot of the session (added once through the core)."""
+    if "robot_id" not in session:
+        store = backend.store_of(w.app)
+        session["robot_id"] = robot_service.add_robot(
+            store, actor=host_actor(store.db), session_id=session["id"], allow_http=False, allow_private=True,
+            data=robot_service.parse_robot({"kind": "wecom", "url": ROBOT_URL})).id
+    return session["robot_id"]
+
+
+def robot_change(prefix: str, tail: str, method: str = "POST", form: dict[str, str] | None = None) -> Build:
+    """A request on a robot of a live session of the host (``prefix`` "/api/v1" for the API, "" for pages)."""
+    def build(w: World, fresh: bool) -> Request:
+        s = w.session("live", fresh)
+        return Request(method, f"{prefix}/sessions/{s['id']}/notifications/{robot_of(w, s)}{tail}", form=form)
+    return build
+
+
 #: (rule, method) -> [(how to build a request, who may)]: every rule of the app, every method but HEAD/OPTIONS.
 MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
     # --- API (bearer tokens) ---
@@ -230,6 +253,11 @@ MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
         (change("live", "/widget", method="PATCH", json={"enabled": False}), MANAGE),
     ],
     ("/api/v1/sessions/<int:session_id>/widget/rotate", "POST"): [(change("live", "/widget/rotate"), MANAGE)],
+    # Audience figures (issue 15 item 3): the host's and admins'; officials read them in the session and results.
+    ("/api/v1/sessions/<int:session_id>/audience", "PATCH"): [
+        (change("live", "/audience", method="PATCH", json={"viewers": 56789, "likes": None}), MANAGE),
+        (change("ended", "/audience", method="PATCH", json={"peak_viewers": 3120}), MANAGE),
+    ],
     # --- operations ---
     ("/healthz", "GET"): [(static("/healthz"), PUBLIC)],
     ("/livez", "GET"): [(static("/livez"), PUBLIC)],
@@ -256,6 +284,11 @@ MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
     ("/compare.csv", "GET"): [(on("live", "/compare.csv?ids={id},{other}"), READ)],
     ("/sessions/<int:session_id>", "GET"): [(on("live", "/sessions/{id}"), READ), (on("ended", "/sessions/{id}"), READ)],
     ("/sessions/<int:session_id>/orders.csv", "GET"): [(on("ended", "/sessions/{id}/orders.csv"), READ)],
+    # The 战报 poster: whoever may read the report (a live session's says "so far").
+    ("/sessions/<int:session_id>/poster", "GET"): [(on("ended", "/sessions/{id}/poster"), READ),
+                                                   (on("live", "/sessions/{id}/poster"), READ)],
+    ("/sessions/<int:session_id>/poster.svg", "GET"): [(on("ended", "/sessions/{id}/poster.svg"), READ),
+                                                       (on("live", "/sessions/{id}/poster.svg"), READ)],
     ("/live/<int:session_id>", "GET"): [(on("live", "/live/{id}"), READ)],
     ("/console/<int:session_id>", "GET"): [(on("live", "/console/{id}"), MANAGE)],
     ("/console/<int:session_id>/csrf", "GET"): [(on("live", "/console/{id}/csrf"), MANAGE)],
@@ -264,6 +297,7 @@ MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
     ],
     ("/sessions/<int:session_id>/widget", "POST"): [(page_change("live", "/widget"), MANAGE)],
     ("/sessions/<int:session_id>/widget/rotate", "POST"): [(page_change("live", "/widget/rotate"), MANAGE)],
+    ("/sessions/<int:session_id>/audience", "POST"): [(page_form("ended", "/audience", {"viewers": "56,789"}), MANAGE)],
     # --- managing sessions (H3) ---
     ("/sessions/new", "GET"): [(static("/sessions/new"), CREATE), (on("ended", "/sessions/new?from={id}"), MANAGE)],
     ("/sessions/new", "POST"): [(lambda w, fresh: Request("POST", "/sessions/new", form=NEW_SESSION_FORM), CREATE)],
@@ -321,6 +355,20 @@ MATRIX: dict[tuple[str, str], list[tuple[Build, dict[str, Any]]]] = {
     ("/sessions/<int:session_id>/imports/mappings", "POST"): [
         (page_form("ended", "/imports/mappings", {"platform": "douyin", "platform_name": "杏干 礼盒", "spec": "",
                                                   "sku": "DRIED-1KG"}), MANAGE)],
+    # --- group-chat robots (issue 15 item 4): added and deleted by the host and admins; whoever reads the
+    # session reads them (masked) and their delivery log, officials included (village defaults: core tests) ---
+    ("/api/v1/sessions/<int:session_id>/notifications", "POST"): [
+        (change("live", "/notifications", json={"kind": "wecom", "url": ROBOT_URL}), MANAGE)],
+    ("/api/v1/sessions/<int:session_id>/notifications", "GET"): [
+        (on("live", "/api/v1/sessions/{id}/notifications"), READ)],
+    ("/api/v1/sessions/<int:session_id>/notifications/<int:robot_id>", "DELETE"): [
+        (robot_change("/api/v1", "", method="DELETE"), MANAGE)],
+    ("/api/v1/sessions/<int:session_id>/notifications/deliveries", "GET"): [
+        (on("ended", "/api/v1/sessions/{id}/notifications/deliveries"), READ)],
+    ("/sessions/<int:session_id>/notifications", "POST"): [
+        (page_form("live", "/notifications", {"kind": "wecom", "url": ROBOT_URL}), MANAGE)],
+    ("/sessions/<int:session_id>/notifications/<int:robot_id>/delete", "POST"): [
+        (robot_change("", "/delete", form={}), MANAGE)],
 }
 
 
@@ -412,7 +460,7 @@ def missing_things(world: World) -> list[str]:
             never_for_officials = False
             if "session_id" in rule.arguments:
                 path = rule.rule.replace("<int:session_id>", str(MISSING)).replace("<any(start, end):step>", "end")
-                path = path.replace("<order_id>", world.live["order_id"])
+                path = path.replace("<order_id>", world.live["order_id"]).replace("<int:robot_id>", "1")
                 is_api = path.startswith("/api/")
                 body = {"enabled": False} if method == "PATCH" else {"sku": "APRICOT-5KG", "quantity": 1}
                 request = Request(method, path, json=body if is_api and method != "GET" else None,
@@ -447,6 +495,7 @@ def missing_things(world: World) -> list[str]:
 
 @pytest.fixture
 def world(app: Any, users: Users) -> World:
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = True  # robots' addresses are checked without DNS (none in tests)
     return World(app, users)
 
 

@@ -12,7 +12,6 @@ from alembic import op
 
 import livesale.models
 
-
 revision = '0006'
 down_revision = '0005'
 branch_labels = None
