@@ -11,10 +11,11 @@ percentages are written by ``formats`` (the same rule as
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime, format_time
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_request_context, request
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
 from markupsafe import Markup
@@ -136,6 +137,12 @@ def local_time(value: datetime | None, tz: str, *, with_date: bool = True) -> st
     return start + format_time(value, "HH:mm:ss", tzinfo=zone, locale=locale)
 
 
+def lang_link(code: str) -> str:
+    """This page in language ``code``: its query kept (``/compare?ids=…`` keeps its ids), ``lang`` replaced."""
+    args = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"] if has_request_context() else []
+    return "?" + urlencode([*args, ("lang", code)])
+
+
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", "zh")
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Shanghai")
@@ -153,6 +160,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["html_lang"] = html_lang
     app.jinja_env.globals["text_dir"] = text_dir
     app.jinja_env.globals["arrow"] = arrow
+    app.jinja_env.globals["lang_link"] = lang_link
     app.jinja_env.globals["script_text"] = script_text
     app.jinja_env.globals["LANGUAGES"] = LANGUAGES
 

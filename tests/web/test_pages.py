@@ -209,6 +209,14 @@ def test_language_switch_and_roles_in_chinese(client: Any, users: Users, live_se
     assert "Log out" in en and "host" in en
 
 
+def test_the_language_menu_keeps_the_page_s_query(client: Any, users: Users, live_session: dict[str, Any]) -> None:
+    """Switching language on a big screen in kiosk mode (or on a comparison) stays on that same view."""
+    login(client, "host")
+    html = client.get(f"/live/{live_session['id']}?kiosk=1&lang=zh").text
+    assert 'href="?kiosk=1&amp;lang=en"' in html and 'href="?kiosk=1&amp;lang=ug"' in html
+    assert "lang=zh&amp;lang" not in html
+
+
 # --- translations ----------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]
