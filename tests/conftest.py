@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from livesale import create_app
 from livesale.core import auth, schema
+from livesale.core import tables as t
 from livesale.core.db import write_transaction
 from livesale.extensions import backend
 from livesale.models import Base
@@ -160,6 +161,15 @@ class Users:
 
     def api(self, role: str, name: str | None = None) -> Api:
         return Api(self.app.test_client(), self.token(role, name))
+
+    def actor(self, role: str, name: str | None = None) -> auth.Actor:
+        """The user ``name`` (made with ``role`` if new) as the domain core sees them."""
+        self.token(role, name)
+        with backend.store_of(self.app).db.connect() as conn:
+            user_id = conn.execute(sa.select(t.users.c.id).where(t.users.c.name == (name or role))).scalar_one()
+            actor = auth.actor_by_id(conn, user_id=user_id)
+        assert actor is not None
+        return actor
 
 
 @pytest.fixture

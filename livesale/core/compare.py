@@ -166,25 +166,27 @@ def compare_sessions(store: Store, *, actor: Actor, session_ids: list[int]) -> d
     }
 
 
-def best_earlier_session(store: Store, *, actor: Actor, info: SessionInfo) -> SessionInfo | None:
-    """The ended session of the same village, started before ``info``, with the highest total
-    (among those ``actor`` may read)."""
+def earlier_session(store: Store, *, actor: Actor, info: SessionInfo, best: bool) -> SessionInfo | None:
+    """An ended session of the same village that started before ``info`` (among those ``actor`` may
+    read): the one with the highest total if ``best``, else the latest."""
     if info.started_at is None:
         return None
     s, r = t.live_sessions, t.session_results
     query = (
         sa.select(s.c.id)
-        .join(r, r.c.session_id == s.c.id)
         .where(s.c.village == info.village, s.c.status == "ended", s.c.id != info.id,
                s.c.started_at < info.started_at)
-        .order_by(r.c.amount_fen.desc(), s.c.id)
         .limit(1)
     )
+    if best:
+        query = query.join(r, r.c.session_id == s.c.id).order_by(r.c.amount_fen.desc(), s.c.id)
+    else:
+        query = query.order_by(s.c.started_at.desc(), s.c.id.desc())
     if actor.role == "host":
         query = query.where(s.c.owner_id == actor.user_id)
     with store.db.connect() as conn:
-        best = conn.execute(query).scalar()
-        return None if best is None else load_session(conn, session_id=best)
+        found = conn.execute(query).scalar()
+        return None if found is None else load_session(conn, session_id=found)
 
 
 def live_pace(store: Store, *, actor: Actor, live: SessionFigures) -> dict[str, Any] | None:
@@ -192,7 +194,7 @@ def live_pace(store: Store, *, actor: Actor, live: SessionFigures) -> dict[str, 
     "at minute 45: ¥18,300 vs ¥12,900". None when not live or nothing to compare with."""
     if live.info.status != "live":
         return None
-    best = best_earlier_session(store, actor=actor, info=live.info)
+    best = earlier_session(store, actor=actor, info=live.info, best=True)
     if best is None:
         return None
     minute = live.duration_s // 60

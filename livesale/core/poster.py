@@ -13,17 +13,14 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from livesale.models import utcnow
 
-from . import tables as t
 from .audience import audience_figures, load_audience
 from .auth import Actor
-from .compare import cumulative, key_figures
+from .compare import cumulative, earlier_session, key_figures
 from .errors import Conflict
 from .final import FinalState
-from .sessions import SessionFigures, SessionInfo, Store, load_session, session_figures
+from .sessions import SessionFigures, SessionInfo, Store, session_figures
 
 #: How many products and buyer regions a poster lists.
 TOP = 5
@@ -106,25 +103,6 @@ def ranked_regions(sf: SessionFigures) -> list[Ranked]:
     )
 
 
-def previous_session(store: Store, *, actor: Actor, info: SessionInfo) -> SessionInfo | None:
-    """The same village's latest ended session that started before ``info`` (among those ``actor`` may read)."""
-    if info.started_at is None:
-        return None
-    s = t.live_sessions
-    query = (
-        sa.select(s.c.id)
-        .where(s.c.village == info.village, s.c.status == "ended", s.c.id != info.id,
-               s.c.started_at < info.started_at)
-        .order_by(s.c.started_at.desc(), s.c.id.desc())
-        .limit(1)
-    )
-    if actor.role == "host":
-        query = query.where(s.c.owner_id == actor.user_id)
-    with store.db.connect() as conn:
-        found = conn.execute(query).scalar()
-        return None if found is None else load_session(conn, session_id=found)
-
-
 def _against(earlier: SessionFigures, ours: dict[str, Any], *, at_minute: int | None) -> Previous:
     theirs = key_figures(earlier)
     amount, orders = theirs["amount_fen"], theirs["orders"]
@@ -147,7 +125,7 @@ def poster_data(store: Store, *, actor: Actor, info: SessionInfo) -> PosterData:
     sf = session_figures(store, info=info)
     figures = key_figures(sf)
     previous = None
-    earlier = previous_session(store, actor=actor, info=info)
+    earlier = earlier_session(store, actor=actor, info=info, best=False)
     if earlier is not None:
         previous = _against(session_figures(store, info=earlier), figures,
                             at_minute=sf.duration_s // 60 if info.status == "live" else None)

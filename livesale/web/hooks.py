@@ -33,7 +33,6 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_required
-from flask_wtf import FlaskForm
 
 from livesale import metrics
 from livesale.core import hooks as hook_service
@@ -46,7 +45,7 @@ from livesale.extensions import backend
 from .api import json_body
 from .auth import api_auth
 from .login import current_actor
-from .pages import session_for
+from .pages import session_form_for
 
 bp = Blueprint("hooks", __name__)
 api_bp = Blueprint("hooks_api", __name__, url_prefix="/api/v1")
@@ -160,14 +159,6 @@ def hook_panel(info: SessionInfo) -> dict[str, Any] | None:
     return {"hooks": hooks, "urls": {h.hook_id: push_url(h.hook_id) for h in hooks}}
 
 
-def _owner_form(session_id: int) -> SessionInfo:
-    """The session, for its host or an admin posting the page's form with a valid CSRF token."""
-    info = session_for(session_id, manage=True)
-    if not FlaskForm().validate_on_submit():
-        abort(400)
-    return info
-
-
 def _secret_page(info: SessionInfo, made: hook_service.NewSecret, *, rotated: bool) -> ResponseReturnValue:
     html = render_template("review/hook_secret.html", info=info, made=made, url=push_url(made.hook_id),
                            rotated=rotated, header=hook_service.HEADER)
@@ -182,7 +173,7 @@ def _back(info: SessionInfo) -> ResponseReturnValue:
 @login_required
 def page_create(session_id: int) -> ResponseReturnValue:
     """Make a hook: its secret is shown on the answer's page, once (not a redirect: nothing keeps it)."""
-    info = _owner_form(session_id)
+    info = session_form_for(session_id)
     actor = current_actor()
     assert actor is not None
     made = hook_service.create_hook(backend.store, actor=actor, session_id=info.id)
@@ -193,7 +184,7 @@ def page_create(session_id: int) -> ResponseReturnValue:
 @login_required
 def page_rotate(session_id: int, hook_id: str) -> ResponseReturnValue:
     """A new secret for a hook, shown once; the old one stops at once."""
-    info = _owner_form(session_id)
+    info = session_form_for(session_id)
     actor = current_actor()
     assert actor is not None
     try:
@@ -207,14 +198,14 @@ def page_rotate(session_id: int, hook_id: str) -> ResponseReturnValue:
 @login_required
 def page_delete(session_id: int, hook_id: str) -> ResponseReturnValue:
     """Delete a hook: pushes to it are refused from now on."""
-    info = _owner_form(session_id)
+    info = session_form_for(session_id)
     actor = current_actor()
     assert actor is not None
     try:
         hook_service.delete_hook(backend.store, actor=actor, session_id=info.id, hook_id=hook_id)
     except NotFound:
         abort(404)
-    except DomainError as exc:  # pragma: no cover - the role was checked by _owner_form
+    except DomainError as exc:  # pragma: no cover - the role was checked by session_form_for
         flash(exc.message, "error")
         return _back(info)
     flash(_("The hook was deleted: pushes to it are refused from now on"), "ok")

@@ -26,12 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, current_app, flash, g, jsonify, redirect, request, url_for
+from flask import Blueprint, Flask, Response, current_app, flash, g, jsonify, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import login_required
-from flask_wtf import FlaskForm
 
 from livesale.core.errors import DomainError, InvalidInput
 from livesale.core.imports import service
@@ -44,7 +43,7 @@ from .auth import api_auth
 from .i18n import money
 from .login import current_actor
 from .names import PLATFORMS
-from .pages import session_for
+from .pages import session_form_for
 
 api_bp = Blueprint("imports_api", __name__, url_prefix="/api/v1")
 bp = Blueprint("imports", __name__)
@@ -218,10 +217,8 @@ def _check_meta(outcome: service.ImportOutcome, *, platform: str, window: int) -
 
 
 def _owner_form(session_id: int) -> tuple[SessionInfo, Any]:
-    """A form posted by the session's host (or an admin), with a valid CSRF token."""
-    info = session_for(session_id, manage=True)
-    if not FlaskForm().validate_on_submit():
-        abort(400)
+    """A form posted by the session's host (or an admin), with a valid CSRF token, and who posted it."""
+    info = session_form_for(session_id)
     actor = current_actor()
     assert actor is not None
     return info, actor

@@ -16,6 +16,7 @@ from flask import Blueprint, abort, jsonify, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from flask_login import login_required
+from flask_wtf import FlaskForm
 from flask_wtf.csrf import generate_csrf
 
 from livesale.core import sessions as session_service
@@ -51,6 +52,17 @@ def session_for(session_id: int, *, manage: bool = False) -> SessionInfo:
         abort(403)
     if manage and not actor.can_manage(info.owner_id):
         abort(403)
+    return info
+
+
+def session_form_for(session_id: int) -> SessionInfo:
+    """The session, for its host or an admin posting one of its page's forms with a valid CSRF token.
+
+    Checked in each view rather than only by CSRFProtect's app-wide hook (which the API's token
+    requests are exempt from), so that a form route cannot lose its check by a change elsewhere."""
+    info = session_for(session_id, manage=True)
+    if not FlaskForm().validate_on_submit():
+        abort(400)
     return info
 
 

@@ -22,7 +22,6 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import login_required
-from flask_wtf import FlaskForm
 from markupsafe import Markup
 
 from livesale.core import robots as robot_service
@@ -34,7 +33,7 @@ from .api import _int_arg, _session_in_range, json_body
 from .auth import api_auth
 from .i18n import bdi, lang, money
 from .login import current_actor
-from .pages import session_for
+from .pages import session_form_for
 from .review import report
 
 api_bp = Blueprint("robots_api", __name__, url_prefix="/api/v1")
@@ -208,14 +207,6 @@ def robots_panel(info: SessionInfo) -> dict[str, Any] | None:
     }
 
 
-def _owner_form(session_id: int) -> SessionInfo:
-    """The session, for its host or an admin posting the page's form with a valid CSRF token."""
-    info = session_for(session_id, manage=True)
-    if not FlaskForm().validate_on_submit():
-        abort(400)
-    return info
-
-
 def _back(info: SessionInfo) -> ResponseReturnValue:
     return redirect(url_for("review.report", session_id=info.id) + "#robots")
 
@@ -224,7 +215,7 @@ def _back(info: SessionInfo) -> ResponseReturnValue:
 @login_required
 def page_add(session_id: int) -> ResponseReturnValue:
     """Add a robot from the report page; a refusal shows the report again with the problem by its field."""
-    info = _owner_form(session_id)
+    info = session_form_for(session_id)
     actor = current_actor()
     assert actor is not None
     form = request.form
@@ -247,7 +238,7 @@ def page_add(session_id: int) -> ResponseReturnValue:
 @login_required
 def page_delete(session_id: int, robot_id: int) -> ResponseReturnValue:
     """Delete a robot from the report page: its group is told nothing more."""
-    info = _owner_form(session_id)
+    info = session_form_for(session_id)
     actor = current_actor()
     assert actor is not None
     try:

@@ -238,6 +238,14 @@ def log_in(page: Any, base: str, name: str) -> None:
     page.wait_for_url(lambda url: "/login" not in url)
 
 
+def watch(page: Any) -> list[str]:
+    """The page's script errors and console errors from now on (a list that fills as they happen)."""
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+    return problems
+
+
 # Pages are measured once they are drawn: fonts loaded, every chart an SVG.
 READY = """() => document.fonts.status === 'loaded' &&
   Array.from(document.querySelectorAll('[data-chart]')).every(el => el.querySelector('svg'))"""

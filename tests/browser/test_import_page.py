@@ -22,10 +22,10 @@ import sqlalchemy as sa
 from livesale.core import tables as t
 from livesale.core.db import write_transaction
 from livesale.extensions import backend
+from tests.browser.site import log_in, watch
 from tests.conftest import Users
 from tests.imports_samples import export_file, sample_lines
 
-PASSWORD = "correct horse battery"
 CN = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 6, 1, 20, 0, tzinfo=CN)
 END = datetime(2026, 6, 1, 22, 0, tzinfo=CN)
@@ -61,21 +61,6 @@ def session_of_host(app: Any, users: Users) -> int:
     return int(created.json["id"])
 
 
-def log_in(page: Any, server: Any, name: str) -> None:
-    page.goto(f"{server.url}/login")
-    page.fill('input[name="name"]', name)
-    page.fill('input[name="password"]', PASSWORD)
-    page.click('button[type="submit"]')
-    page.wait_for_url(f"{server.url}/")
-
-
-def watch(page: Any) -> list[str]:
-    problems: list[str] = []
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
-    return problems
-
-
 def photograph(page: Any, url: str, name: str) -> None:
     folder = os.environ.get("LIVESALE_SHOTS")
     if not folder:
@@ -105,7 +90,7 @@ def test_a_host_checks_maps_and_confirms_an_export(context: Any, server: Any, ap
 
     page = context.new_page()
     problems = watch(page)
-    log_in(page, server, "host")
+    log_in(page, server.url, "host")
     report_url = f"{server.url}/sessions/{session_id}"
     page.goto(report_url + "?lang=zh")
     photograph(page, report_url, "import-empty")
@@ -154,7 +139,7 @@ def test_a_host_checks_maps_and_confirms_an_export(context: Any, server: Any, ap
     try:
         other = official.new_page()
         problems = watch(other)
-        log_in(other, server, "official")
+        log_in(other, server.url, "official")
         other.goto(report_url)
         other.locator("#imports-list tbody tr[data-import]").wait_for()
         assert other.locator("#import-form").count() == 0 and other.locator(".mapping-form").count() == 0

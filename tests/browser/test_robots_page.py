@@ -25,11 +25,10 @@ import sqlalchemy as sa
 
 from livesale.core import tables as t
 from livesale.extensions import backend
-from tests.browser.site import ROBOTS, SIZES, add_robots
+from tests.browser.site import ROBOTS, SIZES, add_robots, log_in, watch
 from tests.conftest import APRICOT_SESSION, Users
 from tests.robot_receiver import Receiver
 
-PASSWORD = "correct horse battery"
 TOKEN = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9e"
 SECRET = "SEC" + "4c0ffee5" * 8
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
@@ -54,21 +53,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver().start()
     yield r
     r.stop()
-
-
-def log_in(page: Any, server: Any, name: str) -> None:
-    page.goto(f"{server.url}/login")
-    page.fill('input[name="name"]', name)
-    page.fill('input[name="password"]', PASSWORD)
-    page.click('button[type="submit"]')
-    page.wait_for_url(f"{server.url}/")
-
-
-def watch(page: Any) -> list[str]:
-    problems: list[str] = []
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
-    return problems
 
 
 def no_sideways_scroll(page: Any) -> bool:
@@ -98,7 +82,7 @@ def test_a_host_adds_a_robot_on_a_phone_and_reads_its_delivery(browser: Any, ser
     try:
         page = context.new_page()
         problems = watch(page)
-        log_in(page, server, "host")
+        log_in(page, server.url, "host")
         page.goto(f"{server.url}/sessions/{sid}#robots")
         assert page.locator("#no-robots").is_visible()
         url = receiver.url("dingtalk", f"?access_token={TOKEN}")
@@ -191,7 +175,7 @@ def test_the_robots_section_fits_every_screen_in_every_language(browser: Any, se
                 try:
                     page = context.new_page()
                     problems = watch(page)
-                    log_in(page, server, who)
+                    log_in(page, server.url, who)
                     page.goto(f"{server.url}/sessions/{sid}?lang={lang}#robots")
                     section = page.locator("#robots")
                     assert page.locator("html").get_attribute("dir") == ("rtl" if lang == "ug" else "ltr")

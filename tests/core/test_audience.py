@@ -175,13 +175,6 @@ def host(store: Any, users: Users) -> Actor:
     return host_actor(store.db)
 
 
-def _actor(store: Any, users: Users, name: str, role: str) -> Actor:
-    users.token(role, name)
-    with store.db.connect() as conn:
-        user_id = conn.execute(sa.select(t.users.c.id).where(t.users.c.name == name)).scalar_one()
-    return Actor(user_id=user_id, name=name, role=role)
-
-
 def _session(store: Any, host: Actor, *, start: bool = True) -> int:
     info = session_service.create_session(store, actor=host, data=v.parse_session(APRICOT_SESSION))
     if start:
@@ -224,9 +217,9 @@ def test_a_refused_body_stores_nothing(store: Any, host: Actor) -> None:
 
 def test_who_may_give_them(store: Any, users: Users, host: Actor) -> None:
     sid = _session(store, host)
-    official = _actor(store, users, "official", "official")
-    other = _actor(store, users, "host-2", "host")
-    admin = _actor(store, users, "admin", "admin")
+    official = users.actor("official", "official")
+    other = users.actor("host", "host-2")
+    admin = users.actor("admin", "admin")
     for actor in (official, other):
         with pytest.raises(Forbidden):
             aud.set_audience(store, actor=actor, session_id=sid, body={"viewers": 1})
@@ -313,7 +306,7 @@ def test_the_platforms_record_once_final(store: Any, users: Users, host: Actor) 
     aud.set_audience(store, actor=host, session_id=sid, body={"viewers": 400})
     info = session_service.get_session(store, actor=host, session_id=sid)
     assert aud.session_audience(store, info=info)["audience_figures"]["gpm_fen"] == 17_450  # 6,980,000 ÷ 400
-    official = _actor(store, users, "official", "official")
+    official = users.actor("official", "official")
     final_service.decide_final(store, actor=official, session_id=sid, source="platform", reason="次日导出已核对")
     # The platform's paid lines: 6,980 + 5,900 + 6,500 = 19,380 fen in 3 (the refunded line is out).
     # GPM 19,380,000 ÷ 400 = 48,450; per viewer 48.45 → 48; average 6,460; 3 ÷ 400 = 0.0075.

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from livesale.core import hooks, validation
 from livesale.core import sessions as session_service
 from livesale.core import tables as t
-from livesale.core.auth import Actor, actor_by_id, set_active
+from livesale.core.auth import set_active
 from livesale.core.db import write_transaction
 from livesale.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from tests.conftest import APRICOT_SESSION, Users
@@ -24,15 +24,6 @@ NOW = 1_780_000_000
 BODY = b'{"sku":"APRICOT-5KG","quantity":2,"external_id":"dy-1"}'
 
 
-def _actor(store: Any, users: Users, role: str, name: str | None = None) -> Actor:
-    users.token(role, name)
-    with store.db.connect() as conn:
-        user_id = conn.execute(sa.select(t.users.c.id).where(t.users.c.name == (name or role))).scalar_one()
-        actor = actor_by_id(conn, user_id=user_id)
-    assert actor is not None
-    return actor
-
-
 def _hmac(secret: str, t_: int, body: bytes) -> str:
     """What the README tells a sender to compute."""
     return hmac.new(secret.encode(), f"{t_}.".encode() + body, hashlib.sha256).hexdigest()
@@ -40,7 +31,7 @@ def _hmac(secret: str, t_: int, body: bytes) -> str:
 
 @pytest.fixture
 def world(store: Any, users: Users) -> dict[str, Any]:
-    host = _actor(store, users, "host")
+    host = users.actor("host")
     info = session_service.create_session(store, actor=host, data=validation.parse_session(APRICOT_SESSION))
     return {"host": host, "session": info.id, "store": store, "users": users}
 
@@ -63,8 +54,8 @@ def test_secret_is_long_random_and_shown_only_at_creation(world: dict[str, Any])
 def test_only_the_sessions_host_and_admins_manage_hooks(world: dict[str, Any], role: str) -> None:
     store, sid = world["store"], world["session"]
     made = hooks.create_hook(store, actor=world["host"], session_id=sid)
-    outsider = _actor(store, world["users"], "official" if role == "official" else "host",
-                      "official" if role == "official" else "host-2")
+    outsider = world["users"].actor("official" if role == "official" else "host",
+                                       "official" if role == "official" else "host-2")
     for call in (
         lambda: hooks.create_hook(store, actor=outsider, session_id=sid),
         lambda: hooks.list_hooks(store, actor=outsider, session_id=sid),
@@ -74,7 +65,7 @@ def test_only_the_sessions_host_and_admins_manage_hooks(world: dict[str, Any], r
         with pytest.raises(Forbidden):
             call()
     assert [h.hook_id for h in hooks.list_hooks(store, actor=world["host"], session_id=sid)] == [made.hook_id]
-    admin = _actor(store, world["users"], "admin")
+    admin = world["users"].actor("admin")
     rotated = hooks.rotate_hook(store, actor=admin, session_id=sid, hook_id=made.hook_id)
     assert rotated.hook_id == made.hook_id and rotated.secret != made.secret
     hooks.delete_hook(store, actor=admin, session_id=sid, hook_id=made.hook_id)
@@ -121,7 +112,7 @@ def _verify(store: Any, hook_id: str, header: str | None, body: bytes = BODY, no
 
 def test_a_good_push_acts_as_the_sessions_host(world: dict[str, Any], users: Users) -> None:
     store, sid = world["store"], world["session"]
-    admin = _actor(store, users, "admin")
+    admin = users.actor("admin")
     made = hooks.create_hook(store, actor=admin, session_id=sid)  # made by an admin, still acts as the host
     push = _verify(store, made.hook_id, f"t={NOW},v1={_hmac(made.secret, NOW, BODY)}")
     assert push.session_id == sid and push.actor == world["host"]
@@ -174,7 +165,7 @@ def test_rotation_and_deletion_take_effect_at_once(world: dict[str, Any]) -> Non
 def test_a_deactivated_host_s_hooks_take_no_orders(world: dict[str, Any], users: Users) -> None:
     store, sid = world["store"], world["session"]
     made = hooks.create_hook(store, actor=world["host"], session_id=sid)
-    admin = _actor(store, users, "admin")
+    admin = users.actor("admin")
     with write_transaction(store.db) as conn:
         set_active(conn, actor=admin, user_name="host", active=False)
     with pytest.raises(Forbidden):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from livesale.core import robots, validation
 from livesale.core import sessions as session_service
 from livesale.core import tables as t
-from livesale.core.auth import Actor, actor_by_id
+from livesale.core.auth import Actor
 from livesale.core.db import write_transaction
 from livesale.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from tests.conftest import APRICOT_SESSION, Users
@@ -35,27 +35,18 @@ NO_LOOKUP = {"allow_http": False, "allow_private": True}
 LOCAL = {"allow_http": True, "allow_private": True}
 
 
-def _actor(store: Any, users: Users, role: str, name: str | None = None) -> Actor:
-    users.token(role, name)
-    with store.db.connect() as conn:
-        user_id = conn.execute(sa.select(t.users.c.id).where(t.users.c.name == (name or role))).scalar_one()
-        actor = actor_by_id(conn, user_id=user_id)
-    assert actor is not None
-    return actor
-
-
 @pytest.fixture
 def world(store: Any, users: Users) -> dict[str, Any]:
-    host = _actor(store, users, "host")
-    other = _actor(store, users, "host", "host-2")
+    host = users.actor("host")
+    other = users.actor("host", "host-2")
 
     def session(owner: Actor, **extra: Any) -> int:
         data = validation.parse_session({**APRICOT_SESSION, **extra})
         return session_service.create_session(store, actor=owner, data=data).id
 
     return {
-        "store": store, "host": host, "other": other, "admin": _actor(store, users, "admin"),
-        "official": _actor(store, users, "official"),
+        "store": store, "host": host, "other": other, "admin": users.actor("admin"),
+        "official": users.actor("official"),
         "session": session(host), "sibling": session(host, title="第二场"),  # same village, same host
         "neighbour": session(other, title="别人的场次"),  # same village, another host
         "elsewhere": session(host, village="伽师县"), "no_village": session(host, village=""),

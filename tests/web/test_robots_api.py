@@ -14,7 +14,6 @@ import sqlalchemy as sa
 
 from livesale.core import robots as robot_service
 from livesale.core import tables as t
-from livesale.core.auth import actor_by_id
 from livesale.core.db import write_transaction
 from tests.conftest import APRICOT_SESSION, Api, Users, free_port
 from tests.web.test_outsider_fuzz import fingerprint
@@ -258,7 +257,7 @@ def test_the_page_adds_a_robot_in_the_pages_language(app: Any, store: Any, users
     assert 'name="scope"' not in page  # a host does not choose the village
     r = post_form(client, sid, {"kind": "dingtalk", "url": f" {DING_URL} ", "secret": SECRET, "lang": ""}, "en")
     assert r.status_code == 302 and r.headers["Location"].endswith(f"/sessions/{sid}#robots")
-    robot = robot_service.list_robots(store, actor=_actor(store, "host"), session_id=sid)[0]
+    robot = robot_service.list_robots(store, actor=users.actor("host"), session_id=sid)[0]
     assert (robot.kind, robot.lang, robot.has_secret) == ("dingtalk", "en", True)  # the page's language
     html = report(client, sid, "zh").text
     assert_no_secret(html)
@@ -267,12 +266,6 @@ def test_the_page_adds_a_robot_in_the_pages_language(app: Any, store: Any, users
     html = report(client, sid, "en").text
     assert_no_secret(html)
     assert "DingTalk" in section(html) and "Signed" in section(html)
-
-
-def _actor(store: Any, name: str) -> Any:
-    with store.db.connect() as conn:
-        uid = conn.execute(sa.select(t.users.c.id).where(t.users.c.name == name)).scalar_one()
-        return actor_by_id(conn, user_id=uid)
 
 
 @pytest.mark.parametrize(("lang", "data", "words"), [
