@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "LIVESALE_"
 
@@ -145,6 +146,13 @@ def check_settings(settings: Mapping[str, Any]) -> None:
         )
     if settings.get("LOG_FORMAT") not in {"json", "text"}:
         raise ConfigError(f"LIVESALE_LOG_FORMAT must be json or text, not {settings.get('LOG_FORMAT')!r}")
+    public = settings.get("PUBLIC_URL") or ""
+    parts = urlsplit(public)
+    if public and (parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment):
+        raise ConfigError(
+            f"LIVESALE_PUBLIC_URL must be the site's address as people open it, such as "
+            f"https://sales.example.cn, not {public!r}"
+        )
 
 
 def ensure_instance_folder(path: Path) -> Path:
