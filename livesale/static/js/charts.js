@@ -1,6 +1,6 @@
 /* livesale: charts for the review pages, drawn with the vendored ECharts (static/vendor/echarts).
  *
- * All amounts are integer fen; they are divided by 100 only for display. Load after echarts.min.js
+ * All amounts are integer fen; they are divided by 100 only for display. Load after echarts.common.min.js
  * (and money.js, whose LivesaleMoney.big writes the figures). Pages can call the functions below, or
  * mark elements up and let autoInit draw them:
  *
@@ -28,12 +28,6 @@
   var MUTED = "#6e6e73";
   var charts = [];
 
-  /* Escapes text for the HTML that the tooltip formatters below return. */
-  function esc(value) {
-    return String(value).replace(/[&<>"']/g, function (c) {
-      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
-    });
-  }
 
   function pageLang() {
     var lang = (document.documentElement.lang || "").toLowerCase();
@@ -89,7 +83,7 @@
 
   /* Draws ``option`` into ``el`` (reusing a chart already there) and returns the ECharts instance. */
   function draw(el, option, lang, defaultHeight) {
-    if (!window.echarts) throw new Error("LivesaleCharts: echarts.min.js is not loaded");
+    if (!window.echarts) throw new Error("LivesaleCharts: echarts.common.min.js is not loaded");
     if (!el || el.nodeType !== 1) throw new Error("LivesaleCharts: not an element");
     if (!el.clientHeight && defaultHeight) el.style.height = defaultHeight + "px";
     option.animation = !printing();
@@ -181,8 +175,37 @@
              nameTextStyle: { color: MUTED } };
   }
 
-  function row(marker, label, value) {
-    return "<br>" + (marker || "") + esc(label) + "&nbsp;&nbsp;<b>" + esc(value) + "</b>";
+  /* Escapes text for HTML (exported as LivesaleCharts.escape). */
+  function esc(value) {
+    return String(value).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+
+  /* A tooltip's content as elements, not HTML: a title, then rows of [colour or null, label, value]. ECharts'
+     own marker (p.marker) is HTML with a style attribute, which the pages' policy (style-src 'self') refuses;
+     the dot here is coloured through the DOM, which the policy allows. Text is text: nothing to escape. */
+  function tip(title, rows) {
+    var box = document.createElement("div");
+    box.appendChild(document.createTextNode(String(title)));
+    rows.forEach(function (r) {
+      box.appendChild(document.createElement("br"));
+      if (r[0]) {
+        var dot = document.createElement("span");
+        dot.setAttribute("aria-hidden", "true");
+        dot.style.display = "inline-block";
+        dot.style.width = dot.style.height = "10px";
+        dot.style.borderRadius = "50%";
+        dot.style.marginInlineEnd = "5px";
+        dot.style.background = r[0];
+        box.appendChild(dot);
+      }
+      box.appendChild(document.createTextNode(r[1] + "\u00a0\u00a0"));
+      var value = document.createElement("b");
+      value.textContent = r[2];
+      box.appendChild(value);
+    });
+    return box;
   }
 
   /* Cumulative sales: series = [{name, values: [fen at minute 0, 1, 2, …]}], overlaid; a legend from two on. */
@@ -198,9 +221,9 @@
         trigger: "axis", confine: true,
         formatter: function (params) {
           if (!params.length) return "";
-          var out = esc(minuteLabel(params[0].value[0]));
-          params.forEach(function (p) { out += row(p.marker, p.seriesName, money(p.value[1], lang)); });
-          return out;
+          return tip(minuteLabel(params[0].value[0]), params.map(function (p) {
+            return [p.color, p.seriesName, money(p.value[1], lang)];
+          }));
         },
       },
       xAxis: minutesAxis(lang, "value"),
@@ -244,8 +267,8 @@
         formatter: function (params) {
           var p = params[0];
           if (!p) return "";
-          return esc(minuteLabel(p.name)) + row(p.marker, TEXT.sales, money(p.value, lang)) +
-            row("", TEXT.orders, String(p.data.orders));
+          return tip(minuteLabel(p.name), [[p.color, TEXT.sales, money(p.value, lang)],
+                                           [null, TEXT.orders, String(p.data.orders)]]);
         },
       },
       xAxis: minutesAxis(lang, "category"),
@@ -285,7 +308,7 @@
       grid: barGrid(),
       tooltip: {
         trigger: "item",
-        formatter: function (p) { return esc(p.name) + row(p.marker, TEXT.sales, money(p.value, lang)); },
+        formatter: function (p) { return tip(p.name, [[p.color, TEXT.sales, money(p.value, lang)]]); },
       },
       xAxis: barValueAxis(lang),
       yAxis: categoryAxis(sorted.map(function (s) { return s.label; }), el),
@@ -311,9 +334,7 @@
         trigger: "axis", axisPointer: { type: "shadow" }, confine: true,
         formatter: function (params) {
           if (!params.length) return "";
-          var out = esc(params[0].name);
-          params.forEach(function (p) { out += row(p.marker, p.seriesName, money(p.value, lang)); });
-          return out;
+          return tip(params[0].name, params.map(function (p) { return [p.color, p.seriesName, money(p.value, lang)]; }));
         },
       },
       xAxis: barValueAxis(lang),
