@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
+import redis.cluster
+import redis.sentinel
 import sqlalchemy as sa
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from . import redis_urls
 from .config import ConfigError
 
 #: Database backends livesale's SQL is written and tested for.
@@ -34,13 +38,8 @@ def mask_database_url(url: str) -> str:
 
 
 def mask_redis_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL with its passwords replaced by ``***`` (one server, cluster or Sentinel)."""
+    return redis_urls.describe(url)
 
 
 # --- database -------------------------------------------------------------------------------------
@@ -157,21 +156,33 @@ def database_problem(exc: BaseException, url: str) -> str:
 
 
 def check_redis_url(url: str) -> None:
-    """Refuse a Redis URL redis-py cannot parse, without connecting."""
+    """Refuse a Redis URL livesale cannot read (one server, cluster or Sentinel), without connecting."""
     try:
-        redis.Redis.from_url(url).close()
-    except ValueError:
+        redis_urls.parse(url)
+    except ValueError as exc:
         raise ConfigError(
-            f"LIVESALE_REDIS_URL {mask_redis_url(url)!r} is not a Redis URL: use redis://host:6379/0, "
-            "rediss://… or unix:///path/redis.sock, or unset it to use the Redis livesale starts itself"
+            f"LIVESALE_REDIS_URL {mask_redis_url(url)!r} is not a Redis URL ({exc}); "
+            "or unset it to use the Redis livesale starts itself"
         ) from None
 
 
+def _probe_client(url: str) -> redis.Redis | redis.cluster.RedisCluster:
+    """A short-lived client that gives up in seconds (a cluster's answers its layout first)."""
+    return redis_urls.client_from_url(url, max_connections=4, timeout=3, socket_connect_timeout=3, socket_timeout=3,
+                                      retry=Retry(NoBackoff(), 0))
+
+
 def probe_redis(url: str) -> None:
-    """PING once; raise a ConfigError saying why not."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    """PING once (every master of a cluster; Sentinel's master); raise a ConfigError saying why not."""
     try:
-        client.ping()
+        client = _probe_client(url)
+    except redis.RedisError as exc:
+        raise ConfigError(redis_problem(exc, url)) from None
+    try:
+        if redis_urls.is_cluster(client):
+            client.ping(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+        else:
+            client.ping()
     except redis.RedisError as exc:
         raise ConfigError(redis_problem(exc, url)) from None
     finally:
@@ -179,15 +190,21 @@ def probe_redis(url: str) -> None:
 
 
 def redis_server_version(url: str) -> str:
-    """"Valkey 9.0.1" or "Redis 7.0.15": which server answers at ``url``."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    """"Valkey 9.0.1" or "Redis 7.0.15", with "cluster of 3 masters" or Sentinel's master's address."""
+    client = _probe_client(url)
     try:
-        server = client.info("server")
+        if redis_urls.is_cluster(client):
+            infos = client.info("server", target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+            server, how = next(iter(infos.values())), f", cluster of {len(infos)} masters"
+        else:
+            server = client.info("server")
+            address = getattr(client.connection_pool, "master_address", None)
+            how = f", Sentinel's master at {address[0]}:{address[1]}" if address else ""
     finally:
         client.close()
     if "valkey_version" in server:
-        return f"Valkey {server['valkey_version']}"
-    return f"Redis {server.get('redis_version', '?')}"
+        return f"Valkey {server['valkey_version']}{how}"
+    return f"Redis {server.get('redis_version', '?')}{how}"
 
 
 def redis_problem(exc: BaseException, url: str) -> str:
@@ -196,6 +213,8 @@ def redis_problem(exc: BaseException, url: str) -> str:
         return f"Redis at {where} refused the password: fix LIVESALE_REDIS_URL"
     reason = " ".join(str(exc).split()).rstrip(".")
     reason = reason.split(". ")[-1] if ". " in reason else reason
+    if isinstance(exc, redis.sentinel.MasterNotFoundError):  # its text goes on with the client's repr
+        reason = reason.split(" : ")[0]
     return f"Redis at {where} does not answer ({reason}): {_REDIS_FIX}"
 
 

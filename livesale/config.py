@@ -46,6 +46,14 @@ DEFAULTS: dict[str, Any] = {
     "PUSH_HEARTBEAT_S": 5.0,
     "JOIN_RATE_LIMIT": 10,
     "SOCKET_MAX_MESSAGE": 16 * 1024,
+    # Public widgets' sockets one process holds before it tells more widgets to poll their JSON
+    # instead (hosts' and officials' sockets are never counted nor refused). 0: half of gunicorn's
+    # --worker-connections (WORKER_CONNECTIONS): each socket keeps one of the worker's connection
+    # slots while the page is open; the other half stays free for hosts, officials, the API and the
+    # polling widgets' own short requests (docs/deploy.md).
+    "WIDGET_SOCKET_LIMIT": 0,
+    # gunicorn's --worker-connections, set for the workers by livesale's gunicorn config.
+    "WORKER_CONNECTIONS": 2000,
     # Engine.IO pings (python-engineio's defaults). A closed connection's objects are released at
     # its next ping time and the following sweep (interval + timeout at most).
     "SOCKET_PING_INTERVAL_S": 25,
@@ -72,6 +80,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _INT_KEYS = {"MAX_CONTENT_LENGTH", "MAX_BATCH", "PAGE_SIZE_MAX", "JOIN_RATE_LIMIT", "SOCKET_MAX_MESSAGE",
+             "WIDGET_SOCKET_LIMIT", "WORKER_CONNECTIONS",
              "REDIS_MAX_CONNECTIONS", "TRUSTED_PROXIES", "SOCKET_PING_INTERVAL_S", "SOCKET_PING_TIMEOUT_S"}
 _FLOAT_KEYS = {"PUSH_TICK_S", "PUSH_HEARTBEAT_S"}
 _BOOL_KEYS = {"ACCESS_LOG", "RATE_LIMIT_ENABLED", "WEBHOOK_ALLOW_HTTP", "WEBHOOK_ALLOW_PRIVATE"}
@@ -109,6 +118,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     return settings
 
 
+def widget_socket_limit(settings: Mapping[str, Any]) -> int:
+    """``WIDGET_SOCKET_LIMIT``, or half of the worker's connections when it is 0 (at least 1)."""
+    limit = int(settings.get("WIDGET_SOCKET_LIMIT") or 0)
+    return limit if limit > 0 else max(1, int(settings.get("WORKER_CONNECTIONS") or 2000) // 2)
+
+
 def instance_path(settings: Mapping[str, Any]) -> Path:
     """The instance folder: ``LIVESALE_INSTANCE_PATH``, else ``./instance`` in the current directory.
 
@@ -144,6 +159,7 @@ def check_settings(settings: Mapping[str, Any]) -> None:
             f"LIVESALE_SECRET_KEY is {len(secret)} character(s) long; production needs at least "
             f"{MIN_SECRET_LENGTH}: set it to a long random string ({make_one})"
         )
+    check_redis_settings(settings)
     if settings.get("LOG_FORMAT") not in {"json", "text"}:
         raise ConfigError(f"LIVESALE_LOG_FORMAT must be json or text, not {settings.get('LOG_FORMAT')!r}")
     public = settings.get("PUBLIC_URL") or ""
@@ -153,6 +169,27 @@ def check_settings(settings: Mapping[str, Any]) -> None:
             f"LIVESALE_PUBLIC_URL must be the site's address as people open it, such as "
             f"https://sales.example.cn, not {public!r}"
         )
+
+
+def check_redis_settings(settings: Mapping[str, Any]) -> None:
+    """Refuse a Redis URL livesale cannot read, and a cluster URL for Socket.IO's queue, in one line."""
+    from . import redis_urls  # redis-py, only when settings are checked
+
+    for key in ("REDIS_URL", "SOCKETIO_MESSAGE_QUEUE"):
+        url = settings.get(key) or ""
+        if not url:
+            continue
+        try:
+            target = redis_urls.parse(url)
+        except ValueError as exc:
+            unset = ", or unset it to use the Redis livesale starts itself" if key == "REDIS_URL" else ""
+            raise ConfigError(f"{ENV_PREFIX}{key} {redis_urls.describe(url)!r} is not a Redis URL ({exc}){unset}") \
+                from None
+        if key == "SOCKETIO_MESSAGE_QUEUE" and target.kind == redis_urls.CLUSTER:
+            raise ConfigError(
+                f"{ENV_PREFIX}SOCKETIO_MESSAGE_QUEUE is a Redis Cluster URL, which Socket.IO's message queue "
+                "cannot use: set it to a plain redis://host:port (one node of the cluster will do)"
+            )
 
 
 def ensure_instance_folder(path: Path) -> Path:

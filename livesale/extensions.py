@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
 from flask import Flask, current_app
 from flask_compress import Compress
 from flask_socketio import SocketIO
 from socketio import RedisManager
 
-from . import metrics
+from . import metrics, redis_urls
 from .core.db import create_db_engine
 from .core.sessions import Store
 from .core.totals import TotalsEngine
@@ -25,18 +24,10 @@ class Backend:
 
     def init_app(self, app: Flask) -> None:
         engine = create_db_engine(app.config["DATABASE_URL"])
-        # A bounded pool: with thousands of greenlets (viewers joining at
-        # once) an unbounded one opens a connection per greenlet and runs the
-        # worker out of file descriptors; here they queue for a connection.
-        pool = redis.BlockingConnectionPool.from_url(
-            app.config["REDIS_URL"],
-            max_connections=app.config["REDIS_MAX_CONNECTIONS"],
-            timeout=10,
-            socket_timeout=5,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-        )
-        client = redis.Redis(connection_pool=pool)
+        # One server, a cluster or Sentinel's master, by the URL's scheme; a bounded, blocking pool
+        # in each case (see redis_urls.POOL_OPTIONS).
+        client = redis_urls.client_from_url(app.config["REDIS_URL"],
+                                            max_connections=app.config["REDIS_MAX_CONNECTIONS"])
         totals = TotalsEngine(client, on_rebuild=metrics.REDIS_REBUILDS.inc)
         app.extensions["livesale"] = Store(db=engine, totals=totals)
 
@@ -75,7 +66,7 @@ def socketio_channel(queue_url: str) -> str:
     runs) sharing one Redis server on different databases would otherwise
     deliver each other's pushes to their viewers.
     """
-    db = int(redis.connection.parse_url(queue_url).get("db", 0) or 0)
+    db = redis_urls.parse(queue_url).db
     return "livesale-socketio" if db == 0 else f"livesale-socketio-db{db}"
 
 
@@ -85,8 +76,11 @@ def init_socketio(app: Flask) -> None:
     extra: dict[str, Any] = {}
     if queue_url:
         # Always Redis, whatever the URL's scheme: Flask-SocketIO would take the
-        # embedded server's unix:// URL for a Kombu (AMQP) URL.
-        extra["client_manager"] = RedisManager(queue_url, channel=socketio_channel(queue_url))
+        # embedded server's unix:// URL for a Kombu (AMQP) URL. A Sentinel URL is
+        # rewritten in python-socketio's own form; a cluster's is refused by
+        # config.check_settings (pub/sub needs one server).
+        url, options = redis_urls.socketio_queue(queue_url)
+        extra["client_manager"] = RedisManager(url, channel=socketio_channel(queue_url), redis_options=options)
     socketio.init_app(
         app,
         **extra,

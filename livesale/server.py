@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import embedded_redis
+from . import embedded_redis, redis_urls
 from .config import ConfigError
 
 #: Seconds gunicorn lets in-flight requests finish after a stop (viewers are let go at once).
@@ -53,6 +53,9 @@ def worker_env(
     unless ``LIVESALE_SOCKETIO_MESSAGE_QUEUE`` names another). The pages'
     clients connect over WebSocket directly, one long-lived connection to
     one worker, so no sticky sessions are needed.
+
+    The queue is pub/sub on one server: a Redis Cluster ``redis_url`` needs a
+    ``message_queue`` of its own (a ``ConfigError`` says so); Sentinel's is fine.
     """
     env = {
         "LIVESALE_INSTANCE_PATH": instance_path,
@@ -60,7 +63,18 @@ def worker_env(
         "LIVESALE_REDIS_URL": redis_url,
     }
     if message_queue or workers > 1:
-        env["LIVESALE_SOCKETIO_MESSAGE_QUEUE"] = message_queue or redis_url
+        queue = message_queue or redis_url
+        try:
+            clustered = redis_urls.parse(queue).kind == redis_urls.CLUSTER
+        except ValueError:
+            clustered = False  # config.check_settings names the bad URL
+        if clustered:
+            raise ConfigError(
+                "LIVESALE_REDIS_URL is a Redis Cluster, which Socket.IO's message queue cannot use: with several "
+                "processes set LIVESALE_SOCKETIO_MESSAGE_QUEUE to a plain redis://host:port (one node of the "
+                "cluster will do)"
+            )
+        env["LIVESALE_SOCKETIO_MESSAGE_QUEUE"] = queue
     return env
 
 

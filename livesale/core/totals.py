@@ -35,6 +35,14 @@ process is always followed by a new one (gunicorn replaces workers, an
 operator restarts the server), and that new engine's first use repairs
 whatever the dead one left out, for every process.
 
+Another server answering for the data (a Sentinel failover, a cluster master
+replaced by its replica, a restart) may have lost the last changes the old
+one acknowledged: replication is asynchronous. Each engine looks at most
+once a second (``watch_s``) at who answers (``redis_urls.server_identity``);
+when it changed, the engine withdraws the figures of every session it
+vouched for, as after a failed call, so that every process rebuilds them
+from SQL.
+
 ``version`` is ``max(previous + 1, Redis time in µs)``: it rises with every
 change, and still rises after Redis lost everything, because it follows the
 clock (clients ignore versions older than the one they show).
@@ -48,7 +56,9 @@ import time
 from collections.abc import Callable, Sequence
 
 import redis
+import redis.cluster
 
+from .. import redis_urls
 from .db import Snapshot
 from .errors import Unavailable
 from .figures import Figures
@@ -250,12 +260,13 @@ class TotalsEngine:
     """Running totals of live sessions, kept in Redis."""
 
     def __init__(
-        self, client: redis.Redis, *, lock_ttl_s: float = 20.0, wait_s: float = 30.0,
-        on_rebuild: Callable[[], None] | None = None,
+        self, client: redis.Redis | redis.cluster.RedisCluster, *, lock_ttl_s: float = 20.0, wait_s: float = 30.0,
+        on_rebuild: Callable[[], None] | None = None, watch_s: float = 1.0,
     ):
         # wait_s > lock_ttl_s: if a rebuilder dies holding the lock, waiters
         # outlast the lock and take over instead of failing.
         self.redis = client
+        self._cluster = redis_urls.is_cluster(client)
         self._lock_ttl_ms = int(lock_ttl_s * 1000)
         self._wait_s = wait_s
         self._apply = client.register_script(_APPLY_LUA)
@@ -272,6 +283,10 @@ class TotalsEngine:
         self._suspect: set[int] = set()
         #: Called after each rebuild that wrote figures (the metrics count them).
         self._on_rebuild = on_rebuild
+        #: Who answered last time we looked (``_watch_server``), and when we look next.
+        self._watch_s = watch_s
+        self._identity: object = None
+        self._watch_at = 0.0
 
     def verified(self, session_id: int) -> bool:
         """Whether this engine vouches that Redis has every change committed so far.
@@ -317,6 +332,27 @@ class TotalsEngine:
                 return
             self._suspect.discard(session_id)
 
+    def _watch_server(self) -> None:
+        """At most every ``watch_s``: if another server now answers for the data, withdraw the figures
+        this engine vouched for (it may have lost changes the old one acknowledged).
+
+        Called after a call that reached Redis, so that a Redis that does not answer costs its
+        callers no second timeout; callers that rely on ``verified`` (orders after ``apply``,
+        ``rebuild`` after ``read``) look at it after this ran."""
+        now = time.monotonic()
+        if now < self._watch_at:
+            return
+        self._watch_at = now + self._watch_s
+        try:
+            identity = redis_urls.server_identity(self.redis)
+        except redis.RedisError:
+            return  # the call that follows says so; look again next time
+        if self._identity is not None and identity != self._identity:
+            self._suspect |= self._verified
+            self._verified.clear()
+            self._settle_suspects()  # now, before this process rebuilds any of them itself
+        self._identity = identity
+
     def apply(
         self, *, session_id: int, txid: int, delta: Figures, feed: Sequence[FeedEntry] = ()
     ) -> LiveTotals | None:
@@ -332,25 +368,7 @@ class TotalsEngine:
         try:
             if self._suspect:
                 self._settle_suspects()
-            keys = _keys(session_id)
-            # EVALSHA straight into the pipeline: a registered Script in a pipeline costs an
-            # extra round trip (SCRIPT EXISTS) on every execute. If Redis does not know the
-            # script (restarted, SCRIPT FLUSH), only that command failed — the others ran —
-            # and it is sent again on its own, which loads the script.
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
-            pipe.sadd(DIRTY_KEY, session_id)
-            for entry in feed[-FEED_PER_CHANGE:]:
-                pipe.xadd(_feed_key(session_id), entry.fields(), maxlen=FEED_LENGTH, approximate=True)
-            replies = pipe.execute(raise_on_error=False)
-            for reply in replies[1:]:
-                if isinstance(reply, Exception):
-                    raise reply
-            result = replies[0]
-            if isinstance(result, redis.exceptions.NoScriptError):
-                result = self._apply(keys=keys, args=args)
-            elif isinstance(result, Exception):
-                raise result
+            result = self._send_change(session_id, args, feed)
         except BaseException as exc:
             # The change may or may not have reached Redis: stop trusting the
             # figures until a rebuild (which counts it exactly once either way).
@@ -360,7 +378,39 @@ class TotalsEngine:
             if isinstance(exc, redis.RedisError):
                 raise Unavailable("the totals store (Redis) is unavailable") from exc
             raise
+        self._watch_server()  # after the call: a Redis that does not answer costs no second wait
         return _parse(result[1]) if result[0] == 1 else None
+
+    def _send_change(self, session_id: int, args: list[str | int], feed: Sequence[FeedEntry]) -> list:
+        """The apply script, the changed mark and the feed entries: one round trip on one server."""
+        keys = _keys(session_id)
+        pipe = self.redis.pipeline(transaction=False)
+        if self._cluster:
+            # redis-py's cluster pipeline refuses EVALSHA: the script goes first on its own (the
+            # Script loads itself where needed), then the rest in one pipeline (a round trip per
+            # master it touches: the changed set lives on another slot than the session's keys).
+            result = self._apply(keys=keys, args=args)
+        else:
+            # EVALSHA straight into the pipeline: a registered Script in a pipeline costs an
+            # extra round trip (SCRIPT EXISTS) on every execute. If Redis does not know the
+            # script (restarted, SCRIPT FLUSH), only that command failed — the others ran —
+            # and it is sent again on its own, which loads the script.
+            pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
+        pipe.sadd(DIRTY_KEY, session_id)
+        for entry in feed[-FEED_PER_CHANGE:]:
+            pipe.xadd(_feed_key(session_id), entry.fields(), maxlen=FEED_LENGTH, approximate=True)
+        replies = pipe.execute(raise_on_error=False)
+        if self._cluster:
+            replies = [result, *replies]
+        for reply in replies[1:]:
+            if isinstance(reply, Exception):
+                raise reply
+        result = replies[0]
+        if isinstance(result, redis.exceptions.NoScriptError):
+            result = self._apply(keys=keys, args=args)
+        elif isinstance(result, Exception):
+            raise result
+        return result
 
     # --- live push: which sessions changed, what was sold, who ticks ---------
 
@@ -389,7 +439,9 @@ class TotalsEngine:
         """Take or renew the lease of the one process that pushes totals; False if another holds it."""
         if self._suspect:  # every process ticks: a failed change is withdrawn within a tick of Redis's return
             self._settle_suspects()
-        return bool(self._lease(keys=[TICKER_KEY], args=[token, ttl_ms]))
+        held = bool(self._lease(keys=[TICKER_KEY], args=[token, ttl_ms]))
+        self._watch_server()
+        return held
 
     def read(self, *, session_id: int) -> LiveTotals | None:
         """The running figures, or ``None`` if Redis does not have them."""
@@ -399,6 +451,7 @@ class TotalsEngine:
             flat = self.redis.execute_command("HGETALL", _keys(session_id)[0])
         except redis.RedisError as exc:
             raise Unavailable("the totals store (Redis) is unavailable") from exc
+        self._watch_server()
         if not flat:
             return None
         if isinstance(flat, dict):  # RESP3 clients answer with a mapping
