@@ -38,13 +38,17 @@ ratio (b) / (a) of each figure; (b)'s CPU and RSS include nginx's workers.
 ``--max-viewers`` adds viewers in steps (``--steps 1000,2000,4000``) to the same
 server and, at each step, posts ``--step-rate`` orders/s for ``--step-seconds``
 and reports whether the step held: every viewer joined and every viewer got the
-final totals.
+final totals. With ``--workers 1`` and a step of ``--target-viewers`` or more
+it also prints the issue's target against the figures: that many viewers on
+one process at ≤ ``--target-kb`` KB of RSS each, every one with the exact
+final totals (``--steps 2000,8000 --workers 1``).
 
 Usage::
 
     .venv/bin/python bench/push.py --viewers 1000 --rate 200 --seconds 20
     .venv/bin/python bench/push.py --viewers 1000 --workers 1        # one process
     .venv/bin/python bench/push.py --max-viewers --steps 1000,2000,4000 --workers 1
+    .venv/bin/python bench/push.py --max-viewers --steps 2000,8000 --workers 1   # the 8,000-viewer target
     .venv/bin/python bench/push.py --compare-nginx --viewers 1000 --rate 200 --seconds 15
 
 Needs the test and bench extras (python-socketio[client], aiohttp) and Redis
@@ -694,6 +698,7 @@ def run_max(opts: argparse.Namespace, tmp: Path) -> list[tuple[str, str]]:
     setup, token = direct_target(opts, tmp, workers=opts.workers, connections=steps[-1] + 200)
     bench = Bench(opts, setup, token)
     rows: list[tuple[str, str]] = []
+    best: tuple[int, float] | None = None  # the largest step held: viewers, KB per viewer
     try:
         bench.orders(20, 1.0, latency=False)
         time.sleep(1)
@@ -713,8 +718,20 @@ def run_max(opts: argparse.Namespace, tmp: Path) -> list[tuple[str, str]]:
             ))
             if not held:
                 break
+            best = (target, (rss - rss0) / max(1, bench.viewers))
     finally:
         bench.close()
+    want, budget = opts.target_viewers, opts.target_kb
+    if opts.workers == 1 and steps[-1] >= want:
+        if best is not None and best[0] >= want:
+            verdict = ("MET" if best[1] <= budget else
+                       f"MISSED by {best[1] - budget:.1f} KB per viewer ({best[1] / budget - 1:.1%})")
+            rows.append((f"target: {want:,} viewers on one process, <= {budget:.0f} KB each, exact totals",
+                         f"{verdict}: {best[0]:,} viewers held at {best[1]:.1f} KB RSS each"))
+        else:
+            held = f"{best[0]:,}" if best else "no step"
+            rows.append((f"target: {want:,} viewers on one process, <= {budget:.0f} KB each, exact totals",
+                         f"MISSED: {held} held"))
     return rows
 
 
@@ -729,6 +746,10 @@ def main() -> None:
     parser.add_argument("--steps", default="1000,2000,4000")
     parser.add_argument("--step-rate", type=float, default=50.0)
     parser.add_argument("--step-seconds", type=float, default=5.0)
+    parser.add_argument("--target-viewers", type=int, default=8000,
+                        help="--max-viewers: the viewers one process must hold (issue 16: 8,000)")
+    parser.add_argument("--target-kb", type=float, default=70.0,
+                        help="--max-viewers: the RSS per viewer they must fit in (issue 16: 70 KB)")
     parser.add_argument("--compare-nginx", action="store_true",
                         help="measure one process (clients direct), then --compare-processes processes behind "
                              "nginx (livesale cluster), and print the ratio")

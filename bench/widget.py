@@ -11,20 +11,39 @@ bytes transferred (as sent, compressed, from Resource Timing). Budget: first fig
 iframe loads, page + CSS + JS ≤ 25 KB gzipped (the app compresses them).
 
     .venv/bin/python bench/widget.py --loads 20
+
+``--scale``: the widget at national scale (issue 16), in one run. ``livesale
+cluster --nginx`` (two processes, one gevent worker each, nginx with the
+widget's microcache) on an SQLite file; wrk reads one widget's JSON through
+nginx (``--threads``, ``--connections``, ``--seconds``) and the app's own
+``/metrics`` (each process's ``livesale_http_requests_total`` of the widget
+JSON, before and after) count the requests that reached the app: targets
+≥ 20,000 req/s through nginx, ≤ 2 per second for the widget at the app.
+Then ``bench/push.py --max-viewers --steps 2000,8000 --workers 1``: 8,000
+viewers on one process at ≤ 70 KB each with the exact final totals
+(``--no-push`` skips it).
+
+    .venv/bin/python bench/widget.py --scale --redis redis://127.0.0.1:6379/4
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import redis
 import requests
-from common import make_token, start_server  # noqa: E402  (bench/ is on sys.path)
+from common import ROOT, make_token, start_cluster, start_server  # noqa: E402  (bench/ is on sys.path)
 
 from livesale.core import schema  # noqa: E402
 
@@ -34,12 +53,91 @@ SESSION = {"title": "喀什杏子丰收直播", "goal_fen": 6_000_000,
            "products": [{"sku": "APRICOT-5KG", "name": "鲜杏 5斤", "unit_price_fen": 6980}]}
 
 
+def widget_json_requests(app_url: str) -> int:
+    """Requests for the widget JSON this process answered (its own Prometheus counter, every status)."""
+    text = requests.get(f"{app_url}/metrics", timeout=5).text
+    return int(sum(float(v) for v in re.findall(
+        r'^livesale_http_requests_total\{endpoint="widget\.widget_json",status="\w+"\} (\S+)$', text, re.M)))
+
+
+def scale(opts: argparse.Namespace) -> list[tuple[str, str]]:
+    """wrk on one widget's JSON through the cluster's nginx; what reached the app, from its metrics."""
+    wrk = shutil.which("wrk") or "/usr/bin/wrk"
+    rows: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        db = f"sqlite:///{tmp}/scale.sqlite"
+        schema.upgrade(db)
+        token = make_token(db)
+        redis.Redis.from_url(opts.redis).flushdb()
+        cluster = start_cluster(db, opts.redis, Path(tmp), base_port=opts.port + 1, nginx_port=opts.port + 3,
+                                processes=2, connections=2000)
+        try:
+            base = cluster.url
+            h = {"Authorization": f"Bearer {token}"}
+            session = requests.post(f"{base}/api/v1/sessions", json=SESSION, headers=h, timeout=10).json()
+            requests.post(f"{base}/api/v1/sessions/{session['id']}/start", headers=h, timeout=10).raise_for_status()
+            requests.post(f"{base}/api/v1/sessions/{session['id']}/orders", headers=h, timeout=30,
+                          json={"orders": [{"sku": "APRICOT-5KG", "quantity": 1 + i % 3} for i in range(200)]})
+            url = f"{base}/widget/{session['widget_key']}.json"
+            first = requests.get(url, timeout=5)
+            assert first.status_code == 200 and "X-Cache-Status" in first.headers, first.headers
+            before = sum(widget_json_requests(app.url) for app in cluster.apps)
+            started = time.monotonic()
+            done = subprocess.run([wrk, f"-t{opts.threads}", f"-c{opts.connections}", f"-d{opts.seconds}s",
+                                   "--latency", url], capture_output=True, text=True, check=True)
+            elapsed = time.monotonic() - started
+            reached = sum(widget_json_requests(app.url) for app in cluster.apps) - before
+            last = requests.get(url, timeout=5).json()
+        finally:
+            cluster.stop()
+    out = done.stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    per_s = reached / elapsed
+    rows += [
+        (f"widget JSON through nginx (wrk {opts.threads} threads, {opts.connections} connections, {opts.seconds} s)",
+         f"{rate:,.0f} req/s, p99 {p99.group(1) if p99 else '?'}, non-2xx {bad.group(1) if bad else 0}"
+         f"{', socket errors ' + errors.group(1) if errors else ''}  "
+         f"(target >= 20,000: {'MET' if rate >= 20_000 else f'MISSED by {20_000 - rate:,.0f}'})"),
+        ("requests for this widget that reached the app (its metrics)",
+         f"{reached} in {elapsed:.1f} s = {per_s:.2f}/s  (target <= 2: {'MET' if per_s <= 2 else 'MISSED'})"),
+        ("the widget's totals at the end", f"{last['orders']} orders, {last['amount_fen']} fen"),
+    ]
+    if not opts.no_push:
+        push = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "push.py"), "--max-viewers", "--steps", "2000,8000", "--workers", "1",
+             "--port", str(opts.port + 10), "--redis", opts.redis], capture_output=True, text=True, check=False)
+        lines = [line.strip() for line in push.stdout.splitlines() if line.startswith("  ")]
+        if push.returncode != 0 or not lines:
+            lines = [f"bench/push.py failed ({push.returncode}): {(push.stderr or push.stdout)[-800:]}"]
+        rows.append(("bench/push.py --max-viewers --steps 2000,8000 --workers 1", ""))
+        rows += [("  " + line.split("  ", 1)[0], line.split("  ", 1)[1].strip() if "  " in line else "")
+                 for line in lines]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--loads", type=int, default=20)
     parser.add_argument("--port", type=int, default=5660)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/4")
+    parser.add_argument("--scale", action="store_true", help="the widget at national scale (see above)")
+    parser.add_argument("--threads", type=int, default=2, help="--scale: wrk threads")
+    parser.add_argument("--connections", type=int, default=16, help="--scale: wrk connections")
+    parser.add_argument("--seconds", type=int, default=8, help="--scale: how long wrk reads")
+    parser.add_argument("--no-push", action="store_true", help="--scale: skip bench/push.py --max-viewers")
     opts = parser.parse_args()
+    if opts.scale:
+        rows = scale(opts)
+        load = os.getloadavg()
+        print(f"\nlivesale widget at national scale — {os.cpu_count()} cores, load {load[0]:.1f} at the end "
+              "(the machine may be shared: figures are from one run)")
+        width = max(len(r[0]) for r in rows)
+        for label, value in rows:
+            print(f"  {label.ljust(width)}  {value}")
+        return
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,8 @@ foreground in front of them, as an ordinary user: its configuration is
 generated under ``<instance>/nginx/`` with every path it writes (pid, logs,
 temporary files) in that folder, and the same choices as
 ``docker/nginx.conf`` (``ip_hash``, WebSocket upgrade, long read timeouts for
-viewers), plus ``X-Request-ID`` and ``/metrics`` refused from outside.
+viewers, the widget's one-second microcache), plus ``X-Request-ID`` and
+``/metrics`` refused from outside.
 
 Every child runs in its own process group, so a Ctrl-C in the terminal
 reaches only this process, which stops them in order: SIGTERM to each
@@ -139,6 +140,48 @@ def _nofile_limit() -> int:
     return 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
 
 
+#: The widget's page, JSON and embed.js through a one-second microcache, as in docker/nginx.conf:
+#: however many readers, about one request per widget per second reaches the app (one fills the
+#: entry, ``proxy_cache_lock``; the others get the entry, or the previous one while it is refreshed,
+#: ``updating``). The widget depends on no cookie (web/widget.py): none is passed to the app and
+#: none is kept or sent back, so the key is the URL and the Host (the page's policy names the host).
+#: 404s are kept the same second, so that a turned-off key's answer replaces the last figures at
+#: once. No ``proxy_cache_background_update``: with it an answer that may not be cached (a 429, a
+#: 503) would leave the last figures served for as long as readers keep coming.
+WIDGET_LOCATION = """\
+    location ~ ^/(widget/[^/]+|embed\\.js)$ {{
+      proxy_pass http://livesale;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+{proxy_common}
+      proxy_set_header Cookie "";
+      proxy_hide_header Set-Cookie;
+      proxy_cache widget;
+      proxy_cache_key $scheme$http_host$request_uri;
+      proxy_cache_valid 200 404 1s;
+      proxy_cache_lock on;
+      proxy_cache_lock_timeout 5s;
+      proxy_cache_use_stale updating error timeout;
+      # This request's id, not that of the request that filled the entry.
+      proxy_hide_header X-Request-ID;
+      add_header X-Request-ID $request_id always;
+      add_header X-Cache-Status $upstream_cache_status always;
+    }}
+"""
+
+
+#: nginx's own refusals (request line or header over ``large_client_header_buffers``' 8 KB) in the
+#: API's JSON error shape, as in docker/nginx.conf; gunicorn answers the smaller ones the same way.
+REFUSALS = """\
+    error_page 400 /_refused/400.json;
+    error_page 414 /_refused/414.json;
+    error_page 494 =431 /_refused/431.json;
+    location = /_refused/400.json { internal; default_type application/json; return 400 '{"error": {"code": "bad_request", "message": "the request could not be read"}}'; }
+    location = /_refused/414.json { internal; default_type application/json; return 414 '{"error": {"code": "uri_too_long", "message": "the request line (method, path and query) is longer than 8 KB"}}'; }
+    location = /_refused/431.json { internal; default_type application/json; return 431 '{"error": {"code": "headers_too_large", "message": "a request header is longer than 8 KB"}}'; }
+"""
+
+
 def nginx_config(
     *, prefix: Path, host: str, port: int, upstreams: Sequence[str], worker_processes: str = "auto",
 ) -> str:
@@ -186,6 +229,11 @@ http {{
   scgi_temp_path {path('scgi_temp')};
   server_tokens off;
 
+  # The public widget's microcache (docs/deploy.md): small entries kept a second, written once a
+  # second per widget (the page cache holds them; no need for a tmpfs here).
+  proxy_cache_path {path('widget_cache')} levels=1:2 keys_zone=widget:10m max_size=256m inactive=60s
+                   use_temp_path=off;
+
   map $http_upgrade $connection_upgrade {{
     default upgrade;
     ''      close;
@@ -204,6 +252,7 @@ http {{
     listen {_hostport(host, port)};
     client_max_body_size 2m;  # the app answers 413 over 1 MB itself
 
+{REFUSALS}
     location /socket.io/ {{
       proxy_pass http://livesale;
       proxy_http_version 1.1;
@@ -222,6 +271,7 @@ http {{
 {proxy_common}
     }}
 
+{WIDGET_LOCATION.format(proxy_common=proxy_common)}
     # Platform order exports are larger than any API body: up to 64 MB, there only.
     location ~ ^/(api/v1/)?sessions/[0-9]+/imports {{
       client_max_body_size 65m;

@@ -32,6 +32,10 @@ HTTP_REQUESTS = Counter(
 VIEWERS = Gauge(
     "livesale_viewers", "Socket.IO viewers connected (hosts, officials and widgets).", multiprocess_mode="livesum",
 )
+WIDGET_SOCKETS_REFUSED = Counter(
+    "livesale_widget_sockets_refused_total",
+    "Widget connections told to poll their JSON instead: the process held WIDGET_SOCKET_LIMIT widget sockets.",
+)
 PUSH_TICKS = Counter("livesale_push_ticks_total", "Ticks that pushed totals to at least one session's viewers.")
 PUSHED_SESSIONS = Counter("livesale_pushed_sessions_total", "Totals events emitted (one per session per tick).")
 REDIS_REBUILDS = Counter(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from livesale.config import widget_socket_limit
 from livesale.core.live import NAMESPACE
 from livesale.extensions import backend, socketio
 
@@ -19,7 +20,8 @@ def init_app(app: Flask) -> None:
         heartbeat_s=app.config["PUSH_HEARTBEAT_S"],
     )
     app.extensions["livesale.ticker"] = ticker
-    socketio.on_namespace(LiveNamespace(NAMESPACE, ticker=ticker, join_limit=app.config["JOIN_RATE_LIMIT"]))
+    socketio.on_namespace(LiveNamespace(NAMESPACE, ticker=ticker, join_limit=app.config["JOIN_RATE_LIMIT"],
+                                        widget_limit=widget_socket_limit(app.config)))
 
 
 def release_viewers() -> int:

@@ -104,6 +104,19 @@ class CookielessFastSessionInterface(SecureCookieSessionInterface):
             return self.session_class()
         return super().open_session(app, request)
 
+    def save_session(self, app: Flask, session: SecureCookieSession, response: Response) -> None:
+        # The public widget is kept by shared caches (web/widget.py): it never sets or refreshes a
+        # cookie, and does not vary on one (Flask-Login looks into every request's session).
+        if request.blueprint == "widget":
+            return
+        if not session and not session.modified:
+            # What Flask's would do for an empty session (API calls), without working out the
+            # cookie's settings first. Flask-Login looks into every request's session: it varies.
+            if session.accessed:
+                response.vary.add("Cookie")
+            return
+        super().save_session(app, session, response)
+
 
 def init_app(app: Flask) -> None:
     app.session_interface = CookielessFastSessionInterface()

@@ -5,6 +5,14 @@ cookies set, nothing about buyers. Framing follows the session's allowed
 origins (``frame-ancestors``); every other page of the app refuses to be
 framed. A strict Content-Security-Policy without ``unsafe-inline``: the
 page's figures come in a JSON data block, styles and scripts from files.
+
+Cacheable for a second by anyone (``SHARED_CACHE``), so that nginx's
+microcache (docs/deploy.md) lets about one request per widget per second
+reach the app however many readers there are: the three answers depend on
+nothing but the URL and the Host (the language comes from ``?lang=``, never
+from a cookie or ``Accept-Language``; the policy has no nonce), and never set
+a cookie. A wrong, turned-off or replaced key's 404 is cacheable for the same
+second, so that a cache replaces the widget's last figures with it at once.
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ from livesale.extensions import backend, socketio
 from livesale.web.errors import error_response
 
 bp = Blueprint("widget", __name__)
+
+#: The widget's answers (JSON, page, 404s): any cache may keep them for a second.
+SHARED_CACHE = "public, max-age=1"
 
 
 def _csp(info: SessionInfo | None) -> str:
@@ -67,7 +78,7 @@ def _gone(options: widget_service.WidgetOptions) -> Response:
         html = render_template("widget/gone.html", options=options, lang=options.lang or "zh")
     response = Response(html, status=404, mimetype="text/html")
     response.headers["Content-Security-Policy"] = _csp(None)
-    response.headers["Cache-Control"] = "no-store"
+    response.headers["Cache-Control"] = SHARED_CACHE
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
@@ -84,12 +95,13 @@ def widget_json(key: str) -> ResponseReturnValue:
     _no_cookies()
     if info is None:
         response = error_response(404, "no widget with this key (it may have been turned off or replaced)")
+        response.headers["Cache-Control"] = SHARED_CACHE
         response.headers["Access-Control-Allow-Origin"] = "*"
         return response
     body = widget_service.public_totals(backend.store, info=info)
     body["latest"] = widget_service.public_feed(info, backend.store.totals.read_feed(session_id=info.id))[-10:]
     response = jsonify(body)
-    response.headers["Cache-Control"] = "public, max-age=1"
+    response.headers["Cache-Control"] = SHARED_CACHE
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'"
     return response
@@ -112,7 +124,7 @@ def widget_page(key: str) -> ResponseReturnValue:
                                feed=list(reversed(feed)), lang=lang, start=start)
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = _csp(info)
-    response.headers["Cache-Control"] = "no-store"
+    response.headers["Cache-Control"] = SHARED_CACHE
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
@@ -122,7 +134,8 @@ def embed_js() -> ResponseReturnValue:
     """One script tag places a widget: ``<script src=".../embed.js" data-widget="KEY" async>``."""
     _no_cookies()
     response = current_app.send_static_file("js/embed.js")
-    response.cache_control.max_age = 300
+    # Changes only with a release: browsers and caches keep it 5 minutes (ETag and Last-Modified after).
+    response.headers["Cache-Control"] = "public, max-age=300"
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
 

@@ -37,10 +37,10 @@ def test_the_topology() -> None:
 
 def test_nginx_passes_the_request_id_and_keeps_metrics_internal() -> None:
     conf = (ROOT / "docker" / "nginx.conf").read_text()
-    assert conf.count("proxy_set_header X-Request-ID $request_id;") == 3  # pages/API, Socket.IO, imports
+    assert conf.count("proxy_set_header X-Request-ID $request_id;") == 4  # pages/API, Socket.IO, widget, imports
     assert "location = /metrics { deny all; }" in conf
     # $host drops the published port (8000:80): Socket.IO's same-origin check would refuse every browser.
-    assert "proxy_set_header Host $host;" not in conf and conf.count("proxy_set_header Host $http_host;") == 3
+    assert "proxy_set_header Host $host;" not in conf and conf.count("proxy_set_header Host $http_host;") == 4
     assert "keepalive_timeout 1s;" in conf
 
 
@@ -86,3 +86,22 @@ def test_nginx_lets_platform_exports_through_and_nothing_else_that_large() -> No
         imports = conf.split("location ~ ^/(api/v1/)?sessions/[0-9]+/imports {", 1)[1].split("}", 1)[0]
         limit_mb = int(imports.split("client_max_body_size ", 1)[1].split("m;", 1)[0])
         assert limit_mb * 1024 * 1024 > IMPORT_MAX_BYTES
+
+
+MICROCACHE = ("proxy_cache widget;", "proxy_cache_key $scheme$http_host$request_uri;", "proxy_cache_valid 200 404 1s;",
+              "proxy_cache_lock on;", "proxy_cache_use_stale updating error timeout;", 'proxy_set_header Cookie "";',
+              "proxy_hide_header Set-Cookie;", "add_header X-Cache-Status $upstream_cache_status always;")
+
+
+def test_both_nginx_configs_put_the_widget_and_only_it_through_the_microcache() -> None:
+    """docker/nginx.conf and `livesale cluster --nginx`'s: the same one-second microcache for the widget's
+    page, JSON and embed.js (tests/live/test_widget_microcache.py runs the generated one for real)."""
+    from livesale.cluster import nginx_config
+
+    generated = nginx_config(prefix=ROOT, host="127.0.0.1", port=8080, upstreams=["127.0.0.1:8001"])
+    for conf in (NGINX, generated):
+        assert "keys_zone=widget:" in conf and "proxy_cache_background_update on" not in conf
+        widget = conf.split("location ~ ^/(widget/[^/]+|embed\\.js)$ {", 1)[1].split("}", 1)[0]
+        for line in MICROCACHE:
+            assert line in widget, line
+            assert conf.count(line) == 1, line  # nowhere else: pages and the API are never cached

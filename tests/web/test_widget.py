@@ -247,3 +247,32 @@ def test_a_turned_off_or_replaced_key_shows_a_quiet_note_still_404(client: Any, 
         j = client.get(f"/widget/{key}.json")
         assert j.status_code == 404 and j.headers["Content-Type"] == "application/json"
         assert j.json["error"]["code"] == "not_found"
+
+
+def test_answers_are_the_same_for_every_reader_and_set_no_cookie(client: Any, app: Any, users: Users,
+                                                                  widget: dict[str, Any]) -> None:
+    """A shared cache (nginx's microcache) keys the widget on its URL alone: a logged-in reader with a
+    language cookie and another Accept-Language must get the very same answer, with no cookie to share."""
+    from tests.web.test_pages import login
+
+    key = widget["widget_key"]
+    paths = (f"/widget/{key}.json", f"/widget/{key}?lang=ug&show=total,latest", f"/widget/{key}", "/embed.js",
+             "/widget/x-wrong-key-000000.json", "/widget/x-wrong-key-000000")
+    anonymous = {p: client.get(p, headers={"Accept-Language": "en"}) for p in paths}
+    reader = app.test_client()
+    login(reader, "host")
+    reader.get("/login?lang=en")  # a language cookie too
+    assert reader.get_cookie("lang") is not None and reader.get_cookie("session") is not None
+    for path in paths:
+        a, b = anonymous[path], reader.get(path, headers={"Accept-Language": "ug"})
+        assert (b.status_code, b.data) == (a.status_code, a.data), path
+        for r in (a, b):
+            assert "Set-Cookie" not in r.headers, path
+            assert "public" in r.headers["Cache-Control"] and "max-age" in r.headers["Cache-Control"], path
+        # (With a login cookie the app says "Vary: Cookie": the rate limiter looks at who is logged in.
+        # nginx's microcache does not pass readers' cookies to the widget routes, docs/deploy.md.)
+        assert "cookie" not in a.headers.get("Vary", "").lower(), path
+        a.close()
+        b.close()
+    assert anonymous[f"/widget/{key}.json"].headers["Cache-Control"] == "public, max-age=1"
+    assert anonymous["/widget/x-wrong-key-000000"].headers["Cache-Control"] == "public, max-age=1"

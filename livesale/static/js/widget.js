@@ -3,12 +3,19 @@
  * public JSON every 5 s when WebSockets cannot get through, "not updated"
  * after 10 s without news, a short celebration at the goal and milestones,
  * and its height told to the embedding page. Text only ever via textContent.
+ *
+ * A server that already holds as many widget sockets as it may refuses the
+ * connection with "poll": the widget then reads the same JSON about once a
+ * second for as long as it is open (spread by a random jitter; every 15 s
+ * while the page is hidden; slower after errors, up to 30 s). nginx's
+ * microcache answers those reads, so they cost the app about one a second.
  */
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("w-data").textContent);
   var t = data.i18n, lang = data.lang, key = data.key;
-  var shown = data.totals, lastUpdate = Date.now(), connected = false, revoked = false, polling = null;
+  var shown = data.totals, lastUpdate = Date.now(), connected = false, revoked = false, polling = false;
+  var mode = "socket";  // "socket", or "poll" once the server said so (for tests and the curious)
   var root = document.getElementById("w");
   function $(id) { return document.getElementById(id); }
   function set(id, text) { var el = $(id); if (el && el.textContent !== text) el.textContent = text; }
@@ -111,17 +118,40 @@
     if (root.getAttribute("data-state") !== state) root.setAttribute("data-state", state);
   }
 
+  var pollEvery = 5000, pollTimer = null, pollErrors = 0, pollRound = 0;
+  function pollDelay() {
+    var ms = document.hidden ? Math.max(pollEvery, 15000) : pollEvery;
+    if (pollErrors) ms = Math.min(30000, ms * Math.pow(2, pollErrors));
+    return ms * (0.75 + Math.random() * 0.5);  // readers who opened the page together drift apart
+  }
   function poll() {
-    if (connected || revoked || !window.fetch) return;
+    var round = pollRound;
+    pollTimer = null;
+    if (connected || revoked || !polling || !window.fetch) return;
+    function next() { if (polling && round === pollRound && !pollTimer) pollTimer = window.setTimeout(poll, pollDelay()); }
     window.fetch("/widget/" + encodeURIComponent(key) + ".json", { credentials: "omit" })
       .then(function (r) {
         if (r.status === 404) { revoked = true; stopPolling(); return null; }
+        pollErrors = r.ok ? 0 : Math.min(pollErrors + 1, 5);
         return r.ok ? r.json() : null;
       })
-      .then(function (p) { if (p) accept(p); else tick(); }, function () { tick(); });
+      .then(function (p) {
+        if (p) { accept(p); if (p.latest) addLatest(p.latest); } else tick();
+        next();
+      }, function () { pollErrors = Math.min(pollErrors + 1, 5); tick(); next(); });
   }
-  function startPolling() { if (!polling && !revoked) { polling = window.setInterval(poll, 5000); poll(); } }
-  function stopPolling() { if (polling) { window.clearInterval(polling); polling = null; } }
+  function startPolling(every) {
+    if (every) pollEvery = every;
+    if (!polling && !revoked) { polling = true; pollRound += 1; poll(); }
+  }
+  function stopPolling() {
+    polling = false;
+    if (pollTimer) { window.clearTimeout(pollTimer); pollTimer = null; }
+  }
+  document.addEventListener("visibilitychange", function () {
+    // Back in view: read now rather than at the end of the hidden page's slower wait.
+    if (!document.hidden && polling && pollTimer) { window.clearTimeout(pollTimer); pollTimer = null; poll(); }
+  });
 
   function fit() {
     if (window.parent === window) return;
@@ -143,7 +173,18 @@
       tick();
     });
     socket.on("disconnect", function () { connected = false; tick(); });
-    socket.on("connect_error", function () { connected = false; startPolling(); tick(); });
+    socket.on("connect_error", function (e) {
+      connected = false;
+      if (e && e.message === "poll") {
+        // The server holds as many widget sockets as it may: read the JSON instead, for good.
+        mode = "poll";
+        socket.disconnect();
+        startPolling(1000);
+      } else {
+        startPolling();
+      }
+      tick();
+    });
     socket.on("totals", function (p) {
       root.setAttribute("data-joined", "1");  // the room's snapshot came: pushes will follow (tests wait on it)
       accept(p);
@@ -159,5 +200,5 @@
   window.addEventListener("resize", fit);
   fit();
   tick();
-  window.livesaleWidget = { shown: function () { return shown; } };
+  window.livesaleWidget = { shown: function () { return shown; }, mode: function () { return mode; } };
 })();
