@@ -14,13 +14,23 @@ the variable), and the live gauges of a worker that exits are removed.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import signal
 import tempfile
 import threading
 import time
+from http import HTTPStatus
 from typing import Any
+
+#: What gunicorn refuses before the app sees it (its own defaults, named because the API documents them):
+#: a request line (method, path and query) over ``limit_request_line`` bytes is a 414; more header fields
+#: than ``limit_request_fields``, or one over ``limit_request_field_size`` bytes, a 431. They keep a worker
+#: from buffering whatever a client sends; ``LivesaleWorker.handle_error`` answers them in the API's JSON.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 
 
 def _metrics_dir(server: Any) -> str:
@@ -30,6 +40,8 @@ def _metrics_dir(server: Any) -> str:
 
 
 def on_starting(server: Any) -> None:
+    # The workers inherit it: the app gives public widgets a share of it (config.WIDGET_SOCKET_LIMIT).
+    os.environ["LIVESALE_WORKER_CONNECTIONS"] = str(server.cfg.worker_connections)
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not path:
         if server.cfg.workers <= 1:
@@ -89,9 +101,27 @@ def worker_class() -> type:
     from gevent.pool import Pool
     from gevent.server import StreamServer
     from gunicorn.sock import ssl_context
+    from gunicorn.util import write_nonblock
     from gunicorn.workers.ggevent import GeventWorker
 
     class LivesaleWorker(GeventWorker):
+        def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+            """gunicorn's refusals (a request it could not or would not read) in the API's JSON error shape.
+
+            gunicorn still decides the status and logs the refusal (given a stand-in socket that keeps
+            what it would send); the client gets ``{"error": {"code", "message"}}`` instead of its HTML
+            page. JSON for every path: when the request line itself is refused the path is not known.
+            """
+            kept = _Kept()
+            super().handle_error(req, kept, addr, exc)
+            status = kept.status()
+            if status is None:
+                return  # gunicorn sent nothing (it could not): neither do we
+            try:
+                write_nonblock(client, refusal(status, _refusal_message(self.cfg, status, exc)))
+            except Exception:
+                self.log.debug("Failed to send error message.")
+
         def run(self) -> None:
             ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
             servers = []
@@ -133,3 +163,50 @@ def worker_class() -> type:
                 gevent.sleep(interval_s)
 
     return LivesaleWorker
+
+
+class _Kept:
+    """A stand-in for a client socket that keeps what gunicorn sends it (its refusal page)."""
+
+    def __init__(self) -> None:
+        self.sent = b""
+
+    def gettimeout(self) -> float:
+        return 0.0  # "non-blocking already": gunicorn then just sends
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += bytes(data)
+
+    def status(self) -> int | None:
+        """The status of what was sent (``HTTP/1.1 414 URI Too Long``), or None if nothing was."""
+        parts = self.sent.split(b"\r\n", 1)[0].split(b" ", 2)
+        return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+
+
+def _refusal_message(cfg: Any, status: int, exc: BaseException) -> str:
+    """What the client is told: the limit it went over, in one line; else gunicorn's own reason."""
+    if status == 414:
+        return (f"the request line (method, path and query) is longer than {cfg.limit_request_line} bytes: "
+                "send fewer or shorter query parameters")
+    if status == 431:
+        return (f"the request has more than {cfg.limit_request_fields} header fields or one longer than "
+                f"{cfg.limit_request_field_size} bytes")
+    if status >= 500:
+        return "internal error; the request was not completed"
+    detail = " ".join(str(exc).split())[:200]  # it may quote what the client sent: one short line
+    return f"the request could not be read: {detail}" if detail else "the request could not be read"
+
+
+def refusal(status: int, message: str) -> bytes:
+    """A whole HTTP/1.1 response: the API's JSON error for ``status``; the connection then closes."""
+    from livesale.web.errors import HTTP_CODES  # in a worker, where the app is loaded already
+
+    # ASCII with escapes: the message may quote what the client sent, lone surrogates included.
+    body = json.dumps({"error": {"code": HTTP_CODES.get(status, "error"), "message": message}}).encode("ascii")
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\r\n")
+    return head.encode("latin-1") + body

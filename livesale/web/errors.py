@@ -34,9 +34,13 @@ STATUS = {
     core_errors.Unavailable: 503,
 }
 
+#: The ``code`` of each status. 414 and 431 (and gunicorn's rarer 417 and 501) are sent by the server
+#: before the app sees the request (``gunicorn_conf.LivesaleWorker.handle_error``), in the same shape.
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-              422: "invalid", 429: "rate_limited", 500: "internal", 503: "unavailable"}
+              405: "method_not_allowed", 409: "conflict", 413: "too_large", 414: "uri_too_long",
+              415: "unsupported_media_type", 417: "expectation_failed", 422: "invalid",
+              429: "rate_limited", 431: "headers_too_large", 500: "internal", 501: "not_implemented",
+              503: "unavailable"}
 
 
 def _encodable(value: str) -> str:

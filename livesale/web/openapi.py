@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from livesale import gunicorn_conf
 from livesale.config import DEFAULTS
 from livesale.core import audience, robots
 from livesale.core import validation as v
@@ -42,9 +43,9 @@ _DAY = (
 INTEGER_LITERAL = "An integer literal (2, not 2.0 or 2e0)."
 ERROR_CODES = (
     "bad_request (400: the body is not JSON), unauthorized, forbidden, not_found, method_not_allowed, "
-    "too_large, invalid (422), session_ended, session_not_live, session_not_ended, session_live, price_locked, "
-    "session_started, idempotency_conflict, no_platform_lines, unreadable_export (422), no_window (409), "
-    "retry (409), unavailable (503), internal (500)"
+    "too_large, uri_too_long (414), headers_too_large (431), invalid (422), session_ended, session_not_live, "
+    "session_not_ended, session_live, price_locked, session_started, idempotency_conflict, no_platform_lines, "
+    "unreadable_export (422), no_window (409), retry (409), unavailable (503), internal (500)"
 )
 
 
@@ -139,12 +140,18 @@ def response(description: str, schema: Schema, *, headers: dict[str, Any] | None
     return out
 
 
+#: What gunicorn answers, before the app sees the request, to an over-long request line or too many or
+#: too large header fields (``gunicorn_conf.LivesaleWorker.handle_error``, in the Error shape).
+SERVER_REFUSALS = (414, 431)
+
+
 def error_ref(status: int) -> dict[str, Any]:
     return {"$ref": f"#/components/responses/{ERROR_RESPONSES[status][0]}"}
 
 
 def responses(ok: dict[int, dict[str, Any]], *errors: int) -> dict[str, Any]:
-    """``ok`` and ``errors``, plus what any operation may answer: 429 (rate limits) and 503 (outages)."""
+    """``ok`` and ``errors``, plus what any API operation may answer: 429 (rate limits) and 503 (outages).
+    (``operation`` adds the server's refusals.)"""
     out: dict[str, Any] = {str(status): copy.deepcopy(body) for status, body in ok.items()}
     for status in sorted({*errors, 429, 503}):
         out[str(status)] = error_ref(status)
@@ -182,7 +189,8 @@ def operation(
         if body_examples:
             content["application/json"]["examples"] = body_examples
         op["requestBody"] = {"required": True, "content": content}
-    op["responses"] = resp
+    # Any request, to any path, may be refused by the server before the app reads it (ERROR_RESPONSES).
+    op["responses"] = dict(sorted({**{str(s): error_ref(s) for s in SERVER_REFUSALS}, **resp}.items()))
     if public:
         op["security"] = []
     if links:
@@ -552,14 +560,21 @@ def error() -> Schema:
 
 
 ERROR_RESPONSES: dict[int, tuple[str, str]] = {
-    400: ("BadRequest", "The body is not JSON, or not sent as application/json (code bad_request, field body)."),
+    400: ("BadRequest", "The body is not JSON, or not sent as application/json (code bad_request, field body); "
+          "or the server could not read the request at all (code bad_request, no field)."),
     401: ("Unauthorized", "No valid bearer token."),
     403: ("Forbidden", "The caller's role or ownership does not allow this."),
     404: ("NotFound", "No such session or order (also for an id that is not a valid number or UUID)."),
     409: ("Conflict", "The request contradicts the session's state, or reuses a key for another payload."),
     413: ("TooLarge", f"The body is larger than {MAX_BODY_BYTES} bytes (the MAX_CONTENT_LENGTH setting)."),
+    414: ("UriTooLong", f"The request line (method, path and query) is longer than "
+          f"{gunicorn_conf.limit_request_line} bytes (code uri_too_long): refused by the server before the app "
+          "reads it, whatever the query says. Send fewer or shorter query parameters."),
     422: ("Invalid", "A field is wrong; field names it (code invalid)."),
     429: ("RateLimited", "Too many requests (code rate_limited); wait Retry-After seconds."),
+    431: ("HeadersTooLarge", f"More than {gunicorn_conf.limit_request_fields} header fields, or one longer than "
+          f"{gunicorn_conf.limit_request_field_size} bytes (code headers_too_large): refused by the server "
+          "before the app reads the request."),
     503: ("Unavailable", "The database or the totals store (Redis) is unavailable (code unavailable); the request "
           "may not have completed: retry after Retry-After seconds, with the same Idempotency-Key for orders."),
 }
