@@ -90,16 +90,18 @@ def server_env(**extra: str) -> dict[str, str]:
 
 
 def start_server(
-    db_url: str, redis_url: str, instance: Path, port: int, *, workers: int = 1, connections: int = 1000
+    db_url: str, redis_url: str, instance: Path, port: int, *, workers: int = 1, connections: int = 1000,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``livesale serve``'s gunicorn command on ``port``; returns once ``/livez`` answers."""
+    """``livesale serve``'s gunicorn command on ``port``; returns once ``/livez`` answers.
+    ``env`` adds or overrides settings (``LIVESALE_*``)."""
     import requests
 
     from livesale.server import gunicorn_command, worker_env
 
     # The same environment ``livesale serve`` gives its workers.
-    env = server_env(**worker_env(instance_path=str(instance), database_url=db_url, redis_url=redis_url,
-                                  workers=workers))
+    env = server_env(**{**worker_env(instance_path=str(instance), database_url=db_url, redis_url=redis_url,
+                                     workers=workers), **(env or {})})
     command = gunicorn_command(host="127.0.0.1", port=port, workers=workers, worker_connections=connections)
     with (instance / "server.log").open("ab") as log:
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -129,6 +131,20 @@ def start_cluster(
         instance_path=str(instance), nginx_port=nginx_port, worker_connections=connections, env=server_env(),
         output=instance / "cluster.log", echo=lambda line: None,
     )
+
+
+def worker_cpu_s(proc: subprocess.Popen[bytes]) -> float:
+    """CPU seconds (user + system) used so far by the server's workers (the children of gunicorn's master)."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process(proc.pid).children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def pct(values: list[float], q: float) -> float:

@@ -376,8 +376,8 @@ def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
         return set()
     dialect = conn.dialect
     first = rows[0]
-    constant = tuple(_bind(dialect, name)(first[name]) for name in _SHARED_COLUMNS)
-    to_id = _bind(dialect, "id")
+    to_id, *shared = _binds(dialect)
+    constant = tuple(convert(first[name]) for convert, name in zip(shared, _SHARED_COLUMNS, strict=True))
     if dialect.name == "postgresql":
         columns = [[to_id(r["id"]) for r in rows], *([r[name] for r in rows] for name in _ROW_COLUMNS)]
         inserted = conn.exec_driver_sql(_postgres_insert(dialect), (*constant, *columns)).rowcount
@@ -411,6 +411,12 @@ _SQLITE_INSERT = (
 def _bind(dialect: sa.Dialect, name: str) -> Callable[[Any], Any]:
     """The conversion of column ``name``'s type for the driver (ids, times), or none."""
     return t.orders.c[name].type._cached_bind_processor(dialect) or _same
+
+
+@functools.cache
+def _binds(dialect: sa.Dialect) -> tuple[Callable[[Any], Any], ...]:
+    """The conversions of ``id`` and of ``_SHARED_COLUMNS``, looked up once per dialect (engine)."""
+    return tuple(_bind(dialect, name) for name in ("id", *_SHARED_COLUMNS))
 
 
 def _same(value: Any) -> Any:

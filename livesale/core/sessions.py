@@ -16,6 +16,7 @@ from . import tables as t
 from .auth import Actor, require_writer
 from .db import SessionLock, write_transaction
 from .errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from .fastread import OneRow
 from .figures import Figures
 from .final import LIVE, FinalState, PlatformFigures, final_state, platform_figures
 from .groupcommit import GroupCommit
@@ -51,6 +52,25 @@ class CatalogCache:
             if len(self._entries) >= self.MAX_ENTRIES:
                 self._entries.clear()
             self._entries[session_id] = (lock.catalog_version, info)
+        return info
+
+    def read(self, db: sa.Engine, row: tuple[Any, ...]) -> SessionInfo:
+        """The session of ``row`` (``_SESSION_COLUMNS`` then ``catalog_version``, read outside a transaction),
+        with its products from this cache when they are of the row's ``catalog_version``."""
+        *columns, version = row
+        session_id = columns[0]
+        hit = self._entries.get(session_id)
+        if hit is not None and hit[0] == version:
+            return SessionInfo(*columns, products=hit[1].products)  # type: ignore[call-arg]
+        with db.connect() as conn:
+            products = tuple(_products_of(conn, [session_id])[session_id])
+            # Products read after the row: cached only if no edit committed in between.
+            same = conn.execute(_CATALOG_VERSION, {"sid": session_id}).scalar() == version
+        info = SessionInfo(*columns, products=products)  # type: ignore[call-arg]
+        if same:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[session_id] = (version, info)
         return info
 
 
@@ -142,6 +162,16 @@ _PRODUCTS_OF = (
     .order_by(_p.c.session_id, _p.c.position)
 )
 _SESSION_BY_ID = sa.select(*_SESSION_COLUMNS).where(t.live_sessions.c.id == sa.bindparam("sid"))
+_CATALOG_VERSION = sa.select(t.live_sessions.c.catalog_version).where(t.live_sessions.c.id == sa.bindparam("sid"))
+# Reads of one session per request (totals, widgets): one statement outside a transaction (core.fastread).
+_READ_BY_ID = OneRow(
+    sa.select(*_SESSION_COLUMNS, t.live_sessions.c.catalog_version).where(t.live_sessions.c.id == sa.bindparam("sid"))
+)
+_READ_BY_WIDGET_KEY = OneRow(
+    sa.select(*_SESSION_COLUMNS, t.live_sessions.c.catalog_version).where(
+        t.live_sessions.c.widget_key == sa.bindparam("key"), t.live_sessions.c.widget_enabled.is_(True)
+    )
+)
 
 
 def _products_of(conn: sa.Connection, session_ids: list[int]) -> dict[int, list[ProductInfo]]:
@@ -164,10 +194,24 @@ def load_session(conn: sa.Connection, *, session_id: int) -> SessionInfo:
     return _info(row, _products_of(conn, [session_id])[session_id])
 
 
+def read_session(store: Store, *, session_id: int) -> SessionInfo:
+    """``load_session`` for a request that only reads the session: one statement, its products
+    from this process's catalogue when unchanged (``CatalogCache.read``)."""
+    row = _READ_BY_ID.first(store.db, {"sid": session_id})
+    if row is None:
+        raise NotFound(f"no session {session_id}")
+    return store.catalog.read(store.db, row)
+
+
+def read_widget_session(store: Store, *, key: str) -> SessionInfo | None:
+    """The session whose enabled widget has ``key``, as ``read_session`` reads it; None if there is none."""
+    row = _READ_BY_WIDGET_KEY.first(store.db, {"key": key})
+    return None if row is None else store.catalog.read(store.db, row)
+
+
 def get_session(store: Store, *, actor: Actor, session_id: int) -> SessionInfo:
     """A session the actor may read."""
-    with store.db.connect() as conn:
-        info = load_session(conn, session_id=session_id)
+    info = read_session(store, session_id=session_id)
     if not actor.can_read(info.owner_id):
         raise Forbidden("this session belongs to another host")
     return info

@@ -20,7 +20,7 @@ from . import tables as t
 from .auth import Actor
 from .db import write_transaction
 from .errors import InvalidInput, NotFound
-from .sessions import SessionInfo, Store, load_session, manageable, session_totals
+from .sessions import SessionInfo, Store, load_session, manageable, read_widget_session, session_totals
 from .totals import FeedEntry
 from .validation import MAX_GOAL_FEN
 
@@ -43,15 +43,10 @@ def widget_session(store: Store, *, key: str) -> SessionInfo:
     """The session whose enabled widget has this key; NotFound otherwise (a wrong, old or disabled key)."""
     if not isinstance(key, str) or not _KEY_RE.match(key):
         raise NotFound("no widget with this key")
-    with store.db.connect() as conn:
-        sid = conn.execute(
-            sa.select(t.live_sessions.c.id).where(
-                t.live_sessions.c.widget_key == key, t.live_sessions.c.widget_enabled.is_(True)
-            )
-        ).scalar()
-        if sid is None:
-            raise NotFound("no widget with this key")
-        return load_session(conn, session_id=sid)
+    info = read_widget_session(store, key=key)
+    if info is None:
+        raise NotFound("no widget with this key")
+    return info
 
 
 def public_totals(store: Store, *, info: SessionInfo) -> dict[str, Any]:

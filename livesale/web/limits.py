@@ -15,15 +15,17 @@ What is limited (``LIVESALE_RATE_LIMIT_*``, limit strings such as ``"20 per minu
 
 ``/healthz``, ``/livez``, ``/metrics``, static files and every other page are never limited; neither
 is Socket.IO (its joins have their own per-connection limit). Fixed windows: one Lua call (INCR and
-EXPIRE) per counted request, on the totals' own Redis connection pool. Over a limit: 429 with
+EXPIRE) per counted request, on the totals' own Redis connection pool (on a Redis Cluster, ``limits``'
+own cluster client of the same nodes: ``redis_urls.limiter_storage``). Over a limit: 429 with
 ``Retry-After`` (seconds), the app's JSON error (``rate_limited``) for API/JSON clients, a short page
 for browsers. If Redis does not answer, Flask-Limiter counts in each process's memory until Redis
 answers again, and storage errors are logged, never turned into 500s.
 
-Ingestion's path is kept lean: an API request whose token this process verified in the last seconds
-skips Flask-Limiter's per-request machinery and is counted against its token's limit in Flask-Limiter's
-storage under the same key, in blocks of 1 % of the limit per Redis call (``Leases``); requests that
-nothing limits skip Flask-Limiter's hooks too (``_route``).
+The busy paths are kept lean: an API request whose token this process verified in the last seconds,
+and every read of the public widget, skip Flask-Limiter's per-request machinery (about 0.2 ms) and are
+counted against their one limit (the token's, the address's widget limit) in Flask-Limiter's storage
+under the same key, in blocks of 1 % of the limit per Redis call (``Leases``; in this process's memory
+while Redis does not answer); requests that nothing limits skip Flask-Limiter's hooks too (``_route``).
 
 Client IP: the connection's address, or with ``LIVESALE_TRUSTED_PROXIES=N`` the address N proxies
 back in ``X-Forwarded-For`` (werkzeug's ProxyFix, which also takes ``X-Forwarded-Proto``).
@@ -43,9 +45,12 @@ from flask import Flask, Response, current_app, g, render_template_string, reque
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from livesale import redis_urls
 from livesale.config import ConfigError
 from livesale.core.auth import hash_token
 from livesale.extensions import backend
@@ -65,6 +70,7 @@ SETTINGS = ("RATE_LIMIT_LOGIN_IP", "RATE_LIMIT_LOGIN_NAME", "RATE_LIMIT_BAD_TOKE
 EXEMPT_VIEWS = ("healthz", "livez", "metrics_view")
 _OFF = {"", "off", "none", "0"}
 TOKEN_SCOPE = "api-token"
+WIDGET_SCOPE = "widget"
 #: Blueprints limited as the API (bearer tokens or the pages' cookie calls).
 API_BLUEPRINTS = ("api", "hooks_api", "imports_api")
 
@@ -81,8 +87,8 @@ PAGE = """<!doctype html>
 """
 
 
-class TokenLimitExceeded(TooManyRequests):
-    """The per-token limit, breached on the lean path (``_token_brake``)."""
+class LeanLimitExceeded(TooManyRequests):
+    """A limit breached on the lean path (``_brake``): the token's or the widget's."""
 
     def __init__(self, item: RateLimitItem, args: tuple[str, ...]):
         super().__init__(description=str(item))
@@ -138,19 +144,27 @@ def _route() -> None:
     """Which way this request goes, decided once, first: ``g.limit_path``.
 
     ``skip``: nothing limits it (pages, probes, static files): Flask-Limiter's hooks do not run.
-    ``fast``: an API request with a token this process verified recently (ingestion): only
-    ``_token_brake`` runs, one Redis call. ``full``: Flask-Limiter's hooks (login form, widget, other
-    API requests: the 401 limit and the token limit).
+    ``fast``: one limit and one counter, ``g.limit_rule`` (setting, key): an API request with a token
+    this process verified recently (ingestion), or a read of the public widget; only ``_brake``
+    runs, one Redis call per block. ``full``: Flask-Limiter's hooks (login form, pushes, other API
+    requests: the 401 limit and the token limit).
     """
     blueprint = request.blueprint
     if blueprint in API_BLUEPRINTS:
         token = _bearer()
         token_hash = hash_token(token) if token else ""
         if token_hash and auth.recently_valid(token_hash):
-            g.limit_path, g.limit_token_key = "fast", "t:" + token_hash[:32]
+            g.limit_path = "fast"
+            g.limit_rule = ("RATE_LIMIT_API_TOKEN", (KEY_PREFIX, "t:" + token_hash[:32], TOKEN_SCOPE))
         else:
             g.limit_path = "full"
-    elif blueprint in ("widget", "hooks") or (request.endpoint == "login.login" and request.method == "POST"):
+    elif blueprint == "widget":
+        if request.method in ("GET", "HEAD"):
+            g.limit_path = "fast"
+            g.limit_rule = ("RATE_LIMIT_WIDGET", (KEY_PREFIX, client_ip(), WIDGET_SCOPE))
+        else:
+            g.limit_path = "skip"
+    elif blueprint == "hooks" or (request.endpoint == "login.login" and request.method == "POST"):
         g.limit_path = "full"
     else:
         g.limit_path = "skip"
@@ -208,6 +222,7 @@ class Leases:
     def __init__(self) -> None:
         self._held: dict[str, list[Any]] = {}  # Redis key -> [local expiry (monotonic), hits left]
         self._taking: set[str] = set()
+        self._memory: FixedWindowRateLimiter | None = None  # made when Redis first fails
 
     def take(self, limiter: Limiter, item: RateLimitItem, args: tuple[str, ...]) -> bool:
         key = item.key_for(*args)
@@ -216,6 +231,15 @@ class Leases:
         if held is not None and held[0] > now and held[1] > 0:
             held[1] -= 1
             return True
+        try:
+            return self._take_block(limiter, item, key, now)
+        except Exception as exc:  # Redis does not answer: count here until it does (as Flask-Limiter does)
+            log.warning("rate limit storage unavailable (%s); counting in this process", type(exc).__name__)
+            if self._memory is None:
+                self._memory = FixedWindowRateLimiter(MemoryStorage())
+            return self._memory.hit(item, *args)
+
+    def _take_block(self, limiter: Limiter, item: RateLimitItem, key: str, now: float) -> bool:
         expiry = item.get_expiry()
         block = max(1, item.amount // 100)
         if block == 1 or key in self._taking:
@@ -234,41 +258,29 @@ class Leases:
         return True
 
 
-def _token_brake() -> None:
-    """The per-token limit on the fast path: Flask-Limiter's storage and key, counted in blocks."""
+def _brake() -> None:
+    """The one limit of a request on the fast path: Flask-Limiter's storage and key, counted in blocks."""
     if g.get("limit_path") != "fast":
         return
     limiter: Limiter = current_app.extensions[EXTENSION]
     leases: Leases = current_app.extensions[LEASES]
-    for item in _items(_limit_string(current_app.config["RATE_LIMIT_API_TOKEN"])):
-        args = (KEY_PREFIX, g.limit_token_key, TOKEN_SCOPE)
-        try:
-            allowed = leases.take(limiter, item, args)
-        except Exception as exc:  # Redis is down: the order itself will answer 503; do not add a 500
-            log.warning("rate limit storage unavailable (%s); not counting this request", type(exc).__name__)
-            return
-        if not allowed:
-            raise TokenLimitExceeded(item, args)
-
-
-def storage_uri(redis_url: str) -> str:
-    """The ``limits`` URL for the app's Redis: it names the embedded server's Unix socket ``redis+unix://``."""
-    if redis_url.startswith("unix://"):
-        return "redis+unix://" + redis_url.removeprefix("unix://")
-    return redis_url
+    setting, args = g.limit_rule
+    for item in _items(_limit_string(current_app.config[setting])):
+        if not leases.take(limiter, item, args):
+            raise LeanLimitExceeded(item, args)
 
 
 def retry_after(limiter: Limiter, exc: TooManyRequests) -> int:
     """Seconds until the breached window ends (at least 1; Redis keeps whole-second TTLs)."""
     try:
-        if isinstance(exc, TokenLimitExceeded):
+        if isinstance(exc, LeanLimitExceeded):
             return max(1, math.ceil(limiter.limiter.get_window_stats(exc.item, *exc.args_)[0] + 1 - time.time()))
         breached = limiter.current_limit
         if breached is not None:
             return max(1, math.ceil(breached.reset_at - time.time()))
     except Exception:  # the storage failed between the check and now: the whole window
         pass
-    item = exc.item if isinstance(exc, TokenLimitExceeded) else exc.limit.limit  # type: ignore[attr-defined]
+    item = exc.item if isinstance(exc, LeanLimitExceeded) else exc.limit.limit  # type: ignore[attr-defined]
     return max(1, item.get_expiry())
 
 
@@ -279,15 +291,16 @@ def init_app(app: Flask) -> None:
     for name in SETTINGS:
         _check(app, name)
     app.register_error_handler(RateLimitExceeded, _too_many_requests)
-    app.register_error_handler(TokenLimitExceeded, _too_many_requests)
+    app.register_error_handler(LeanLimitExceeded, _too_many_requests)
     if not app.config["RATE_LIMIT_ENABLED"]:
         return
 
+    # The totals' Redis: its pool (one server, Sentinel's master), or limits' own cluster client.
+    uri, options = redis_urls.limiter_storage(app.config["REDIS_URL"], backend.store_of(app).totals.redis)
     limiter = Limiter(
         client_ip,
-        storage_uri=storage_uri(app.config["REDIS_URL"]),
-        # The totals' pool: bounded, with the app's timeouts, closed with the app.
-        storage_options={"connection_pool": backend.store_of(app).totals.redis.connection_pool},
+        storage_uri=uri,
+        storage_options=options,
         strategy="fixed-window",
         headers_enabled=False,  # X-RateLimit-* would cost two more Redis calls per request
         swallow_errors=True,
@@ -311,7 +324,6 @@ def init_app(app: Flask) -> None:
                          deduct_when=_unauthorized)(blueprints["hooks"])
     limiter.shared_limit(_setting("RATE_LIMIT_API_TOKEN"), "hook", key_func=_hook_key, methods=["POST"])(
         blueprints["hooks"])
-    limiter.shared_limit(_setting("RATE_LIMIT_WIDGET"), "widget", methods=["GET", "HEAD"])(blueprints["widget"])
     for name in EXEMPT_VIEWS:
         limiter.exempt(app.view_functions[name])
     app.before_request(_route)
@@ -322,7 +334,7 @@ def init_app(app: Flask) -> None:
     limiter.init_app(app)
     for funcs, known, gate in zip(hooks, before, (_gate_before, _gate_after, _gate_after), strict=True):
         funcs[None] = [f if f in known else gate(f) for f in funcs[None]]
-    app.before_request(_token_brake)
+    app.before_request(_brake)
 
 
 def _too_many_requests(exc: TooManyRequests) -> Response:

@@ -13,6 +13,8 @@ import logging
 import os
 import re
 import time
+from functools import lru_cache
+from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
@@ -27,8 +29,29 @@ _QUIET = {"/healthz", "/livez", "/metrics"}
 INGEST_ENDPOINT = "api.record_orders"
 
 
-def _status_class(status: int) -> str:
-    return f"{status // 100}xx"
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+_ORDER_OUTCOMES = {201: "new", 200: "repeat"}
+
+
+# The metrics' children, looked up once per label set: ``labels()`` takes a lock and builds a key on
+# every call. Endpoints are the app's own names (bounded), status classes 1 to 5.
+@lru_cache(maxsize=1024)
+def _http_requests(endpoint: str, status_class: int) -> Any:
+    return metrics.HTTP_REQUESTS.labels(endpoint=endpoint, status=f"{status_class}xx")
+
+
+@lru_cache(maxsize=16)
+def _ingest_seconds(kind: str) -> Any:
+    return metrics.INGEST_SECONDS.labels(kind=kind)
+
+
+@lru_cache(maxsize=16)
+def _ingest_requests(kind: str, outcome: str) -> Any:
+    return metrics.ORDER_REQUESTS.labels(kind=kind, outcome=outcome)
+
+
+def _ingest(kind: str, outcome: str) -> None:
+    _ingest_requests(kind, outcome).inc()
 
 
 def init_app(app: Flask) -> None:
@@ -36,19 +59,20 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _start() -> Response | None:
-        given = request.headers.get("X-Request-ID", "")
-        rid = given if _VALID_ID.fullmatch(given) else os.urandom(8).hex()
+        req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not ten
+        given = req.headers.get("X-Request-ID", "")
+        rid = given if given and _VALID_ID.fullmatch(given) else os.urandom(8).hex()
         g.request_id = rid
         g.started = time.perf_counter()
         g.token = logs.request_id.set(rid)
         # No database stores a NUL character in text (PostgreSQL refuses it outright): refuse it
         # up front instead of failing deep in a query. No resource has such a name (404); in a
         # query or form field it is a wrong field (422 naming it, like every other wrong field).
-        if any("\x00" in str(value) for value in (request.view_args or {}).values()):
+        if req.view_args and any("\x00" in str(value) for value in req.view_args.values()):
             return error_response(404, "no such resource")
-        fields = [*request.args.items(multi=True)]
-        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            fields += request.form.items(multi=True)
+        fields = [*req.args.items(multi=True)] if req.query_string else []
+        if req.environ.get("CONTENT_TYPE") and req.mimetype in _FORM_TYPES:
+            fields += req.form.items(multi=True)
         for name, value in fields:
             name = name or ""  # a multipart part whose name werkzeug cannot read comes as None
             if "\x00" in name + value:
@@ -64,27 +88,30 @@ def init_app(app: Flask) -> None:
             return response
         response.headers["X-Request-ID"] = rid
         elapsed = time.perf_counter() - g.started
-        endpoint = request.endpoint or "unmatched"
-        metrics.HTTP_REQUESTS.labels(endpoint=endpoint, status=_status_class(response.status_code)).inc()
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        endpoint = req.endpoint or "unmatched"
+        status = response.status_code
+        _http_requests(endpoint, status // 100).inc()
         if endpoint == INGEST_ENDPOINT:
             kind = g.get("order_kind", "single")
-            metrics.INGEST_SECONDS.labels(kind=kind).observe(elapsed)
-            outcome = {201: "new", 200: "repeat"}.get(response.status_code, "refused")
-            metrics.ORDER_REQUESTS.labels(kind=kind, outcome=outcome).inc()
+            outcome = _ORDER_OUTCOMES.get(status, "refused")
+            _ingest(kind, outcome)
+            _ingest_seconds(kind).observe(elapsed)
         unavailable = g.get("unavailable")  # set by the error handlers: which backend refused
         if unavailable == "redis":
             metrics.REDIS_UNAVAILABLE.inc()
         elif unavailable == "database":
             metrics.DATABASE_UNAVAILABLE.inc()
-        if current_app.config["ACCESS_LOG"]:
+        path = req.path
+        level = logging.DEBUG if path in _QUIET else logging.INFO
+        if current_app.config["ACCESS_LOG"] and access_log.isEnabledFor(level):
             actor = g.get("actor")
             access_log.log(
-                logging.DEBUG if request.path in _QUIET else logging.INFO,
-                "%s %s %s", request.method, request.path, response.status_code,
+                level, "%s %s %s", req.method, path, status,
                 extra={
-                    "method": request.method, "path": request.path, "status": response.status_code,
-                    "ms": round(elapsed * 1000, 2), "remote": request.remote_addr,
-                    "forwarded_for": request.headers.get("X-Forwarded-For"),
+                    "method": req.method, "path": path, "status": status,
+                    "ms": round(elapsed * 1000, 2), "remote": req.remote_addr,
+                    "forwarded_for": req.headers.get("X-Forwarded-For"),
                     "user": getattr(actor, "name", None),
                 },
             )

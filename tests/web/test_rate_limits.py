@@ -190,6 +190,24 @@ def test_the_public_widget_is_limited_per_address(make_app: Callable[..., Flask]
     assert client_from(app, "203.0.113.8").get(f"/widget/{key}.json").status_code == 200
 
 
+def test_the_widget_limit_is_shared_by_apps_on_the_same_redis(make_app: Callable[..., Flask]) -> None:
+    """Widget reads take the lean path (``_brake``): counted in Flask-Limiter's Redis keys all the same."""
+    one, two = (client_from(make_app(RATE_LIMIT_WIDGET="4 per minute"), "203.0.113.7") for _ in range(2))
+    assert [c.get("/widget/no-such-key.json").status_code for c in (one, two, one, two)] == [404] * 4
+    assert_limited_json(one.get("/widget/no-such-key.json"), 60)
+    assert two.get("/widget/no-such-key").status_code == 429
+    assert client_from(make_app(RATE_LIMIT_WIDGET="4 per minute"), "203.0.113.8").get(
+        "/widget/no-such-key.json").status_code == 404
+
+
+def test_redis_down_the_widget_limit_counts_in_memory(make_app: Callable[..., Flask]) -> None:
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", RATE_LIMIT_WIDGET="2 per minute")
+    reader = client_from(app, "203.0.113.7")
+    assert [reader.get("/widget/no-such-key.json").status_code for _ in range(2)] == [404, 404]
+    assert_limited_json(reader.get("/widget/no-such-key.json"), 60)
+    assert client_from(app, "203.0.113.8").get("/widget/no-such-key.json").status_code == 404
+
+
 def test_probes_metrics_and_static_files_are_never_limited(make_app: Callable[..., Flask]) -> None:
     app = make_app(RATE_LIMIT_LOGIN_IP="1 per minute", RATE_LIMIT_LOGIN_NAME="1 per minute",
                    RATE_LIMIT_BAD_TOKEN="1 per minute", RATE_LIMIT_API_TOKEN="1 per minute",
