@@ -22,9 +22,6 @@ from livesale.core.auth import Actor
 from livesale.core.db import DATABASE_UNAVAILABLE
 from livesale.core.errors import DomainError, Unauthorized
 from livesale.core.live import ERROR, ORDERS, TOTALS, resolve_join, snapshot
-
-#: The refusal a widget reads as "poll the JSON instead" (static/js/widget.js).
-POLL = {"code": "poll", "message": "this server holds as many widget connections as it may: read the JSON"}
 from livesale.extensions import backend
 from livesale.web.auth import actor_for_bearer
 from livesale.web.login import current_actor
@@ -32,6 +29,9 @@ from livesale.web.login import current_actor
 from .ticker import Ticker
 
 log = logging.getLogger(__name__)
+
+#: The refusal a widget reads as "poll the JSON instead" (static/js/widget.js).
+POLL = {"code": "poll", "message": "this server holds as many widget connections as it may: read the JSON"}
 
 
 class LiveNamespace(Namespace):
