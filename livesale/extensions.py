@@ -91,6 +91,32 @@ def init_socketio(app: Flask) -> None:
         ping_interval=app.config["SOCKET_PING_INTERVAL_S"],
         ping_timeout=app.config["SOCKET_PING_TIMEOUT_S"],
     )
+    socket_paths_only(app)
+
+
+def socket_paths_only(app: Flask) -> None:
+    """Send through Flask-SocketIO's middleware only the requests for its own path (``/socket.io/``).
+
+    The middleware (python-engineio's ``WSGIApp``) sees every request: it copies the environ and
+    defines a class for eventlet's sake on each one (about 20 µs a request), then hands any other
+    path to Flask unchanged. Every other request now goes to Flask directly, with the ``flask.app``
+    key the middleware would have set.
+    """
+    middleware = app.wsgi_app
+    flask_wsgi = getattr(middleware, "wsgi_app", None)
+    prefix = getattr(middleware, "engineio_path", None)
+    if flask_wsgi is None or not prefix or getattr(middleware, "static_files", None):
+        return  # not the middleware this was written for: leave it whole
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO")
+        if path is not None and path.startswith(prefix):
+            return middleware(environ, start_response)
+        environ["flask.app"] = app
+        return flask_wsgi(environ, start_response)
+
+    wsgi_app.socketio_middleware = middleware  # type: ignore[attr-defined]
+    app.wsgi_app = wsgi_app  # type: ignore[method-assign]
 
 
 def init_compression(app: Flask) -> None:

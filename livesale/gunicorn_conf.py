@@ -105,6 +105,10 @@ def worker_class() -> type:
     from gunicorn.workers.ggevent import GeventWorker
 
     class LivesaleWorker(GeventWorker):
+        def init_process(self) -> None:
+            _send_head_with_body()
+            super().init_process()
+
         def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
             """gunicorn's refusals (a request it could not or would not read) in the API's JSON error shape.
 
@@ -163,6 +167,60 @@ def worker_class() -> type:
                 gevent.sleep(interval_s)
 
     return LivesaleWorker
+
+
+def _send_head_with_body() -> None:
+    """In a worker: gunicorn's HTTP/1 responses put their head and their first body bytes on the wire in one
+    ``sendall`` instead of two (a JSON answer is one write: one system call and one TCP segment, not two).
+
+    gunicorn builds its responses with ``gunicorn.http.wsgi.Response`` (``wsgi.create``): the subclass it
+    gets keeps the head that ``send_headers`` would send (gunicorn still builds it) and sends it before the
+    first body bytes. Chunked bodies, bodies a response must not have (HEAD, 204, 304) and files sent with
+    ``sendfile`` go gunicorn's own way; so does HTTP/2 (its own response class).
+    """
+    from gunicorn.http import wsgi
+
+    if not getattr(wsgi.Response, "_livesale_one_write", False):
+        wsgi.Response = one_write_response(wsgi.Response)
+
+
+def one_write_response(base: type) -> type:
+    """``base`` (gunicorn's ``Response``) sending its head with its first body bytes (see above)."""
+    from gunicorn import util
+
+    class OneWriteResponse(base):  # type: ignore[misc, valid-type]
+        _livesale_one_write = True
+        _holding = False
+        _head: bytes | None = None
+
+        def send_headers(self) -> None:
+            if not self._holding or self.headers_sent:
+                return super().send_headers()
+            real, kept = self.sock, _Kept()
+            self.sock = kept
+            try:
+                super().send_headers()
+            finally:
+                self.sock = real
+            self._head = kept.sent
+
+        def _emit_body(self, data: bytes) -> None:
+            head, self._head = self._head, None
+            super()._emit_body(head + data if head else data)
+
+        def write(self, arg: bytes) -> None:
+            if self.headers_sent or self.chunked or self._omits_body:
+                return super().write(arg)
+            self._holding = True
+            try:
+                super().write(arg)
+            finally:
+                self._holding = False
+                head, self._head = self._head, None
+                if head:  # write() sent no body bytes (it had none to send): the head alone
+                    util.write(self.sock, head)
+
+    return OneWriteResponse
 
 
 class _Kept:
