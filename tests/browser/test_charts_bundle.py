@@ -7,6 +7,8 @@ The common build holds fewer chart types and components than the full one; a ser
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -65,5 +67,9 @@ def test_every_review_page_draws_its_charts_with_the_common_build(browser: Any, 
                                " && d.querySelector('span[aria-hidden=true]') && d.querySelector('b'))",
                                timeout=10_000)
         assert problems == [], problems
+        if os.environ.get("LIVESALE_SHOTS"):  # to look at: the report's charts, the tooltip shown
+            shots = Path(os.environ["LIVESALE_SHOTS"])
+            shots.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=shots / "charts-report-zh-1366.png")  # the bars in view, tooltip shown
     finally:
         context.close()
