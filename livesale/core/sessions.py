@@ -49,9 +49,7 @@ class CatalogCache:
         if info.status != lock.status or info.started_at != lock.started_at:
             info = dataclasses.replace(info, status=lock.status, started_at=lock.started_at)
         if hit is None or hit[1] is not info:
-            if len(self._entries) >= self.MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[session_id] = (lock.catalog_version, info)
+            self._keep(session_id, lock.catalog_version, info)
         return info
 
     def read(self, db: sa.Engine, row: tuple[Any, ...]) -> SessionInfo:
@@ -68,10 +66,13 @@ class CatalogCache:
             same = conn.execute(_CATALOG_VERSION, {"sid": session_id}).scalar() == version
         info = SessionInfo(*columns, products=products)  # type: ignore[call-arg]
         if same:
-            if len(self._entries) >= self.MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[session_id] = (version, info)
+            self._keep(session_id, version, info)
         return info
+
+    def _keep(self, session_id: int, version: int, info: SessionInfo) -> None:
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[session_id] = (version, info)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -164,9 +165,7 @@ _PRODUCTS_OF = (
 _SESSION_BY_ID = sa.select(*_SESSION_COLUMNS).where(t.live_sessions.c.id == sa.bindparam("sid"))
 _CATALOG_VERSION = sa.select(t.live_sessions.c.catalog_version).where(t.live_sessions.c.id == sa.bindparam("sid"))
 # Reads of one session per request (totals, widgets): one statement outside a transaction (core.fastread).
-_READ_BY_ID = OneRow(
-    sa.select(*_SESSION_COLUMNS, t.live_sessions.c.catalog_version).where(t.live_sessions.c.id == sa.bindparam("sid"))
-)
+_READ_BY_ID = OneRow(_SESSION_BY_ID.add_columns(t.live_sessions.c.catalog_version))
 _READ_BY_WIDGET_KEY = OneRow(
     sa.select(*_SESSION_COLUMNS, t.live_sessions.c.catalog_version).where(
         t.live_sessions.c.widget_key == sa.bindparam("key"), t.live_sessions.c.widget_enabled.is_(True)

@@ -50,10 +50,6 @@ def _ingest_requests(kind: str, outcome: str) -> Any:
     return metrics.ORDER_REQUESTS.labels(kind=kind, outcome=outcome)
 
 
-def _ingest(kind: str, outcome: str) -> None:
-    _ingest_requests(kind, outcome).inc()
-
-
 def init_app(app: Flask) -> None:
     logs.configure(level=app.config["LOG_LEVEL"], fmt=app.config["LOG_FORMAT"])
 
@@ -95,7 +91,7 @@ def init_app(app: Flask) -> None:
         if endpoint == INGEST_ENDPOINT:
             kind = g.get("order_kind", "single")
             outcome = _ORDER_OUTCOMES.get(status, "refused")
-            _ingest(kind, outcome)
+            _ingest_requests(kind, outcome).inc()
             _ingest_seconds(kind).observe(elapsed)
         unavailable = g.get("unavailable")  # set by the error handlers: which backend refused
         if unavailable == "redis":
